@@ -1,0 +1,162 @@
+import { readFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { check, ConfigError, type Rule } from './schema.ts';
+
+export { ConfigError } from './schema.ts';
+
+export interface ClientConfig {
+  apiKey: string;
+  clientId: string;
+  clientSecret: string;
+}
+
+export type Synchronous = 'full' | 'normal';
+
+export interface Config {
+  /** Absolute path of the file this config was read from. */
+  file: string;
+  server: { host: string; port: number; publicUrl: string | null };
+  database: { path: string; synchronous: Synchronous; busyTimeoutMs: number };
+  rwgps: { baseUrl: string };
+  clients: ClientConfig[];
+  worker: {
+    concurrency: number;
+    maxAttempts: number;
+    backoffBaseMs: number;
+    backoffMaxMs: number;
+    leaseMs: number;
+    requestTimeoutMs: number;
+    pollIntervalMs: number;
+  };
+  log: { level: 'debug' | 'info' | 'warn' | 'error' };
+}
+
+const HOUR_MS = 3_600_000;
+
+const rules: Rule = {
+  type: 'object',
+  fields: {
+    server: {
+      type: 'object',
+      fields: {
+        host: { type: 'string', default: '127.0.0.1', nonEmpty: true },
+        port: { type: 'integer', default: 8787, min: 0, max: 65535 },
+        publicUrl: { type: 'url', protocols: ['https', 'http'] },
+      },
+    },
+    database: {
+      type: 'object',
+      fields: {
+        path: { type: 'string', default: './rwgps-sync.db', nonEmpty: true },
+        synchronous: { type: 'enum', default: 'full', values: ['full', 'normal'] },
+        busyTimeoutMs: { type: 'integer', default: 5000, min: 0, max: 600_000 },
+      },
+    },
+    rwgps: {
+      type: 'object',
+      fields: {
+        baseUrl: { type: 'url', default: 'https://ridewithgps.com', protocols: ['https', 'http'] },
+      },
+    },
+    clients: {
+      type: 'array',
+      minItems: 1,
+      items: {
+        type: 'object',
+        fields: {
+          apiKey: { type: 'string', required: true, nonEmpty: true },
+          clientId: { type: 'string', required: true, nonEmpty: true },
+          clientSecret: { type: 'string', required: true, secret: true, nonEmpty: true },
+        },
+      },
+    },
+    worker: {
+      type: 'object',
+      fields: {
+        concurrency: { type: 'integer', default: 4, min: 1, max: 256 },
+        maxAttempts: { type: 'integer', default: 12, min: 1, max: 100 },
+        backoffBaseMs: { type: 'integer', default: 5000, min: 1, max: 24 * HOUR_MS },
+        backoffMaxMs: { type: 'integer', default: HOUR_MS, min: 1, max: 7 * 24 * HOUR_MS },
+        leaseMs: { type: 'integer', default: 120_000, min: 1000, max: 24 * HOUR_MS },
+        requestTimeoutMs: { type: 'integer', default: 30_000, min: 100, max: HOUR_MS },
+        pollIntervalMs: { type: 'integer', default: 1000, min: 10, max: 60_000 },
+      },
+    },
+    log: {
+      type: 'object',
+      fields: {
+        level: { type: 'enum', default: 'info', values: ['debug', 'info', 'warn', 'error'] },
+      },
+    },
+  },
+};
+
+/**
+ * Parses and validates config text. Relative paths inside it (the database)
+ * are resolved against the folder of `file`, so a service started from any
+ * working directory finds the same database.
+ */
+export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv = process.env): Config {
+  const absolute = resolve(file);
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (error) {
+    throw new ConfigError(absolute, '', `not valid JSON: ${(error as Error).message}`);
+  }
+
+  const config = check(rules, raw, '', { file: absolute, env }) as Omit<Config, 'file'>;
+  checkRelations(config, absolute);
+  config.database.path = resolve(dirname(absolute), config.database.path);
+  return Object.freeze({ ...config, file: absolute });
+}
+
+function checkRelations(config: Omit<Config, 'file'>, file: string): void {
+  const { worker } = config;
+  if (worker.backoffMaxMs < worker.backoffBaseMs) {
+    throw new ConfigError(
+      file,
+      'worker.backoffMaxMs',
+      `expected at least worker.backoffBaseMs (${worker.backoffBaseMs}), found ${worker.backoffMaxMs}`,
+    );
+  }
+  // A lease shorter than one request would let a second worker claim a job
+  // whose first request is still running.
+  if (worker.leaseMs <= worker.requestTimeoutMs) {
+    throw new ConfigError(
+      file,
+      'worker.leaseMs',
+      `expected more than worker.requestTimeoutMs (${worker.requestTimeoutMs}), found ${worker.leaseMs}`,
+    );
+  }
+
+  const seen = new Set<string>();
+  config.clients.forEach((client, index) => {
+    if (seen.has(client.apiKey)) {
+      throw new ConfigError(file, `clients[${index}].apiKey`, `duplicate API key ${JSON.stringify(client.apiKey)}`);
+    }
+    seen.add(client.apiKey);
+  });
+}
+
+/** Reads and validates the config file; a missing or unreadable file is a ConfigError too. */
+export function loadConfig(file: string, env: NodeJS.ProcessEnv = process.env): Config {
+  const absolute = resolve(file);
+  let text: string;
+  try {
+    text = readFileSync(absolute, 'utf8');
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    const reason = code === 'ENOENT' ? 'file not found' : `cannot be read (${code ?? (error as Error).message})`;
+    throw new ConfigError(
+      absolute,
+      '',
+      `${reason}; pass --config <file> or set RWGPS_SYNC_CONFIG (config.example.json shows every key)`,
+    );
+  }
+  return parseConfig(text, absolute, env);
+}
+
+export function findClient(config: Config, apiKey: string): ClientConfig | undefined {
+  return config.clients.find((client) => client.apiKey === apiKey);
+}

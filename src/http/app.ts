@@ -1,0 +1,36 @@
+import { Hono } from 'hono';
+import { sql, type Kysely } from 'kysely';
+import { errorMessage, type Logger } from '../log.ts';
+import type { Database } from '../store/schema.ts';
+import { registerWebhook, type WebhookDeps } from './webhook.ts';
+
+export interface AppDeps extends WebhookDeps {
+  db: Kysely<Database>;
+  logger: Logger;
+}
+
+export function createApp(deps: AppDeps): Hono {
+  const app = new Hono();
+
+  registerWebhook(app, deps);
+
+  app.get('/healthz', async (c) => {
+    try {
+      await sql`select 1`.execute(deps.db);
+      return c.json({ status: 'ok' });
+    } catch (error) {
+      deps.logger.error('health check failed', { error: errorMessage(error) });
+      return c.json({ status: 'unavailable', error: 'database unavailable' }, 503);
+    }
+  });
+
+  app.notFound((c) => c.json({ error: `no route for ${c.req.method} ${c.req.path}` }, 404));
+
+  // Unknown failures are ours: log them and answer a bare 500, never a 4xx.
+  app.onError((error, c) => {
+    deps.logger.error('request failed', { method: c.req.method, path: c.req.path, error: errorMessage(error) });
+    return c.json({ error: 'internal error' }, 500);
+  });
+
+  return app;
+}

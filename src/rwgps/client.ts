@@ -1,0 +1,173 @@
+import type { ClientConfig } from '../config/config.ts';
+import { parseRetryAfter } from '../jobs/backoff.ts';
+import type { ItemType, TokenKind } from '../store/schema.ts';
+
+// HTTP calls to the RWGPS API with a user's token.
+//
+// Tokens go only to rwgps.baseUrl's origin: URLs are built from the base URL
+// and the item type and id, never from a notification's item_url, and a
+// redirect to another origin is not followed.
+
+export interface Credentials {
+  token: string;
+  kind: TokenKind;
+  /** The API client the user connected through; Basic tokens need its API key. */
+  client: ClientConfig;
+}
+
+export type Classified =
+  | { kind: 'ok'; status: number; body: string }
+  | { kind: 'not_found'; status: number }
+  | { kind: 'forbidden'; status: number }
+  | { kind: 'unauthorized'; status: number; message: string }
+  | { kind: 'retry'; status: number | null; message: string; retryAfterMs?: number }
+  | { kind: 'permanent'; status: number | null; message: string };
+
+export interface RwgpsClientOptions {
+  baseUrl: string;
+  requestTimeoutMs: number;
+  /** Largest response body read, in bytes; larger bodies are a permanent error. */
+  maxBodyBytes?: number;
+}
+
+const DEFAULT_MAX_BODY_BYTES = 128 * 1024 * 1024;
+const MAX_REDIRECTS = 3;
+
+export class RwgpsClient {
+  readonly #origin: string;
+  readonly #baseUrl: string;
+  readonly #timeoutMs: number;
+  readonly #maxBodyBytes: number;
+
+  constructor(options: RwgpsClientOptions) {
+    this.#baseUrl = options.baseUrl;
+    this.#origin = new URL(options.baseUrl).origin;
+    this.#timeoutMs = options.requestTimeoutMs;
+    this.#maxBodyBytes = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
+  }
+
+  itemPath(type: ItemType, id: number): string {
+    return `/api/v1/${type === 'route' ? 'routes' : 'trips'}/${id}.json`;
+  }
+
+  fetchItem(type: ItemType, id: number, credentials: Credentials, signal?: AbortSignal): Promise<Classified> {
+    return this.get(this.itemPath(type, id), credentials, signal);
+  }
+
+  /**
+   * GETs an API path (with its query) and classifies the answer. The timeout
+   * covers the whole exchange, body included, so a body that stalls after
+   * the headers counts as a timeout.
+   */
+  async get(pathAndQuery: string, credentials: Credentials, signal?: AbortSignal): Promise<Classified> {
+    const timeout = AbortSignal.timeout(this.#timeoutMs);
+    const combined = signal ? AbortSignal.any([signal, timeout]) : timeout;
+    let url = new URL(pathAndQuery, `${this.#baseUrl}/`);
+
+    try {
+      for (let hop = 0; ; hop++) {
+        const response = await fetch(url, {
+          headers: authHeaders(credentials),
+          redirect: 'manual',
+          signal: combined,
+        });
+        if (response.status >= 300 && response.status < 400) {
+          await response.body?.cancel();
+          const location = response.headers.get('location');
+          const next = location === null ? null : new URL(location, url);
+          if (next === null || next.origin !== this.#origin) {
+            return {
+              kind: 'permanent',
+              status: response.status,
+              message: `RWGPS redirected to ${next === null ? 'nowhere' : next.origin}; tokens are only sent to ${this.#origin}`,
+            };
+          }
+          if (hop >= MAX_REDIRECTS) {
+            return { kind: 'permanent', status: response.status, message: `more than ${MAX_REDIRECTS} redirects` };
+          }
+          url = next;
+          continue;
+        }
+        return await this.#classify(response, combined);
+      }
+    } catch (error) {
+      if (timeout.aborted) {
+        return { kind: 'retry', status: null, message: `request timed out after ${this.#timeoutMs} ms` };
+      }
+      if (signal?.aborted) throw error;
+      return { kind: 'retry', status: null, message: `request failed: ${describeFetchError(error)}` };
+    }
+  }
+
+  async #classify(response: Response, signal: AbortSignal): Promise<Classified> {
+    const status = response.status;
+    if (status >= 200 && status < 300) {
+      const body = await readText(response, this.#maxBodyBytes, signal);
+      if (body === null) {
+        return { kind: 'permanent', status, message: `response body larger than ${this.#maxBodyBytes} bytes` };
+      }
+      return { kind: 'ok', status, body };
+    }
+
+    const message = `RWGPS answered ${status}${await errorDetail(response)}`;
+    if (status === 404) return { kind: 'not_found', status };
+    if (status === 403) return { kind: 'forbidden', status };
+    if (status === 401) return { kind: 'unauthorized', status, message };
+    if (status === 429 || status >= 500) {
+      const retryAfterMs = parseRetryAfter(response.headers.get('retry-after'));
+      return { kind: 'retry', status, message, ...(retryAfterMs === undefined ? {} : { retryAfterMs }) };
+    }
+    return { kind: 'permanent', status, message };
+  }
+}
+
+function authHeaders(credentials: Credentials): Record<string, string> {
+  const headers: Record<string, string> = { accept: 'application/json', 'user-agent': 'rwgps-sync' };
+  if (credentials.kind === 'oauth') {
+    headers.authorization = `Bearer ${credentials.token}`;
+  } else {
+    headers['x-rwgps-api-key'] = credentials.client.apiKey;
+    headers['x-rwgps-auth-token'] = credentials.token;
+  }
+  return headers;
+}
+
+/** Reads a body as text, or returns null once it passes `limit` bytes. */
+async function readText(response: Response, limit: number, signal: AbortSignal): Promise<string | null> {
+  if (!response.body) return '';
+  const reader = response.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for (;;) {
+    signal.throwIfAborted();
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.byteLength;
+    if (size > limit) {
+      await reader.cancel();
+      return null;
+    }
+    chunks.push(value);
+  }
+  return Buffer.concat(chunks, size).toString('utf8');
+}
+
+/** Returns ": <message>" from an RWGPS error body, short and without echoing anything large. */
+async function errorDetail(response: Response): Promise<string> {
+  try {
+    const text = (await response.text()).slice(0, 2000);
+    const parsed = JSON.parse(text) as { error?: unknown };
+    if (typeof parsed.error === 'string') return `: ${parsed.error.slice(0, 200)}`;
+  } catch {
+    // The body is not the documented {"error": "..."}; the status says enough.
+  }
+  return '';
+}
+
+function describeFetchError(error: unknown): string {
+  if (!(error instanceof Error)) return String(error);
+  const cause = (error as { cause?: { code?: string; message?: string } }).cause;
+  if (cause?.code) return `${error.message} (${cause.code})`;
+  if (cause?.message) return `${error.message} (${cause.message})`;
+  return error.message;
+}

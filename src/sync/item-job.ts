@@ -1,0 +1,133 @@
+import type { Kysely } from 'kysely';
+import type { Config } from '../config/config.ts';
+import { findClient } from '../config/config.ts';
+import type { Job } from '../jobs/queue.ts';
+import { JobFailure, type JobContext, type JobHandler } from '../jobs/worker.ts';
+import type { RwgpsClient, Credentials } from '../rwgps/client.ts';
+import { addToLibrary, markDeleted, removeFromLibrary, storeItem, type FetchedItem } from '../store/items.ts';
+import type { Database, ItemType } from '../store/schema.ts';
+import { getUser, requireReauthorization } from '../store/users.ts';
+
+// The "item" job: bring one item of one user's library in line with RWGPS
+// after a notification. Item work is idempotent, so running a job twice
+// (at-least-once delivery) stores the same result.
+
+export const ITEM_JOB = 'item';
+
+export function itemDedupeKey(userId: number, type: ItemType, id: number): string {
+  return `item:${userId}:${type}:${id}`;
+}
+
+/** Jobs for the same item never run at once, whichever user they are for. */
+export function itemLockKey(type: ItemType, id: number): string {
+  return `item:${type}:${id}`;
+}
+
+export function createItemJobHandler(deps: { db: Kysely<Database>; config: Config; rwgps: RwgpsClient }): JobHandler {
+  const { db, config, rwgps } = deps;
+
+  return async (job: Job, context: JobContext) => {
+    const type = job.item_type;
+    const id = job.item_id;
+    if (type === null || id === null) throw new JobFailure('dead', 'item job without item_type or item_id');
+
+    switch (job.action) {
+      case 'deleted':
+        // The item is gone at RWGPS: keep the last copy, marked deleted, in
+        // the owner's library so the deletion is visible.
+        await markDeleted(db, type, id);
+        await addToLibrary(db, job.user_id, type, id, 'owner');
+        return;
+      case 'removed':
+        await removeFromLibrary(db, job.user_id, type, id, 'pinned');
+        return;
+      case 'created':
+      case 'updated':
+      case 'added':
+        await fetchAndStore(job, type, id, context);
+        return;
+      default:
+        throw new JobFailure('dead', `unknown action "${job.action}"`);
+    }
+  };
+
+  async function fetchAndStore(job: Job, type: ItemType, id: number, context: JobContext) {
+    const credentials = await credentialsFor(job.user_id);
+    const result = await rwgps.fetchItem(type, id, credentials, context.signal);
+
+    switch (result.kind) {
+      case 'ok': {
+        const item = parseItem(type, id, result.body);
+        const relation = job.action === 'added' ? 'pinned' : item.ownerId === job.user_id ? 'owner' : null;
+        await storeItem(db, item, job.user_id, relation);
+        return;
+      }
+      case 'not_found':
+        // Deleted at RWGPS. Whatever order the notifications came in, a 404
+        // leaves the item deleted: nothing resurrects it.
+        await markDeleted(db, type, id);
+        context.logger.info('item not found at RWGPS; marked deleted');
+        return;
+      case 'forbidden':
+        await removeFromLibrary(db, job.user_id, type, id, null);
+        context.logger.info('user may no longer see the item; removed from their library');
+        return;
+      case 'unauthorized': {
+        const changed = await requireReauthorization(db, job.user_id, result.message);
+        if (changed) {
+          context.logger.warn('RWGPS rejected the user token; user needs to reconnect, their jobs are parked', {
+            userId: job.user_id,
+          });
+        }
+        throw new JobFailure('parked', result.message);
+      }
+      case 'retry':
+        throw new JobFailure('retry', result.message, result.retryAfterMs);
+      case 'permanent':
+        throw new JobFailure('dead', result.message);
+    }
+  }
+
+  async function credentialsFor(userId: number): Promise<Credentials> {
+    const user = await getUser(db, userId);
+    if (!user || user.status === 'disconnected') {
+      throw new JobFailure('no_token', `no connected user ${userId}`);
+    }
+    if (user.status === 'reauthorization_required') {
+      throw new JobFailure('parked', `user ${userId} needs to reconnect`);
+    }
+    const client = findClient(config, user.client_api_key);
+    if (!client) {
+      throw new JobFailure('parked', `user ${userId} is connected through API client ${user.client_api_key}, which is not in the config`);
+    }
+    return { token: user.token, kind: user.token_kind, client };
+  }
+}
+
+/**
+ * Reads the key fields from an item response. A body that is not the
+ * documented shape is retried: a proxy or a partial deploy can send one
+ * bad answer, and giving up would lose the item.
+ */
+export function parseItem(type: ItemType, id: number, body: string): FetchedItem {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(body);
+  } catch {
+    throw new JobFailure('retry', `RWGPS answered 200 with a body that is not JSON (${body.length} bytes)`);
+  }
+  const record = (parsed as Record<string, unknown> | null)?.[type];
+  if (typeof record !== 'object' || record === null) {
+    throw new JobFailure('retry', `RWGPS answered 200 without a "${type}" object`);
+  }
+  const fields = record as Record<string, unknown>;
+  const ownerId = typeof fields.user_id === 'number' ? fields.user_id : null;
+  return {
+    type,
+    id,
+    ownerId,
+    name: typeof fields.name === 'string' ? fields.name : null,
+    updatedAt: typeof fields.updated_at === 'string' ? fields.updated_at : null,
+    body,
+  };
+}
