@@ -1,13 +1,12 @@
-import { serve, type ServerType } from '@hono/node-server';
-import type { AddressInfo } from 'node:net';
 import type { Config } from './config/config.ts';
 import { createApp } from './http/app.ts';
+import { listen, type Listener } from './http/listen.ts';
 import { Worker } from './jobs/worker.ts';
 import type { Logger } from './log.ts';
 import { RwgpsClient } from './rwgps/client.ts';
 import { openStore, type Store } from './store/db.ts';
 import { createItemJobHandler, ITEM_JOB } from './sync/item-job.ts';
-import { VERSION } from './version.ts';
+import { COMMIT, VERSION } from './version.ts';
 
 // `serve`: the HTTP server and the worker in one process, over one database.
 
@@ -40,19 +39,22 @@ export async function startService(config: Config, logger: Logger): Promise<Serv
 
   const app = createApp({ db, config, logger, onQueued: () => worker.notify() });
 
-  let server: ServerType;
+  let server: Listener;
   try {
-    server = await listen(app.fetch, config.server.host, config.server.port);
+    server = await listen((request) => app.fetch(request), config.server.host, config.server.port);
   } catch (error) {
     await store.close();
     throw error;
   }
-  const port = (server.address() as AddressInfo).port;
+  const { port } = server;
   const url = `http://${config.server.host.includes(':') ? `[${config.server.host}]` : config.server.host}:${port}`;
 
   worker.start();
   logger.info('rwgps-sync started', {
     version: VERSION,
+    commit: COMMIT,
+    runtime: runtimeName(),
+    sqliteDriver: store.driver,
     host: config.server.host,
     port,
     database: config.database.path,
@@ -69,7 +71,7 @@ export async function startService(config: Config, logger: Logger): Promise<Serv
     worker,
     close(graceMs = 10_000) {
       closing ??= (async () => {
-        await new Promise<void>((resolve) => server.close(() => resolve()));
+        await server.close();
         await worker.stop(graceMs);
         await store.close();
         logger.info('rwgps-sync stopped');
@@ -79,9 +81,9 @@ export async function startService(config: Config, logger: Logger): Promise<Serv
   };
 }
 
-function listen(fetch: Parameters<typeof serve>[0]['fetch'], hostname: string, port: number): Promise<ServerType> {
-  return new Promise((resolve, reject) => {
-    const server = serve({ fetch, hostname, port }, () => resolve(server));
-    server.once('error', reject);
-  });
+function runtimeName(): string {
+  const deno = (globalThis as { Deno?: { version?: { deno?: string } } }).Deno;
+  if (deno?.version?.deno) return `deno ${deno.version.deno}`;
+  const sea = process.getBuiltinModule?.('node:sea') as { isSea(): boolean } | undefined;
+  return `node ${process.version}${sea?.isSea() ? ' (single executable)' : ''}`;
 }

@@ -1,4 +1,3 @@
-import BetterSqlite3 from 'better-sqlite3';
 import {
   CompiledQuery,
   Kysely,
@@ -12,9 +11,11 @@ import {
 } from 'kysely';
 import { migrate } from './migrations.ts';
 import type { Database } from './schema.ts';
+import { openSqlite, sqliteErrorCode } from './sqlite-driver.ts';
 
-// The only module that knows the database is SQLite and which driver opens
-// it. The rest of the code sees a Kysely<Database> and the Store interface.
+// The only module that knows the database is SQLite; sqlite-driver.ts picks
+// the driver for the runtime. The rest of the code sees a Kysely<Database>
+// and the Store interface.
 
 export interface StoreOptions {
   synchronous: 'full' | 'normal';
@@ -26,6 +27,8 @@ export interface StoreOptions {
 export interface Store {
   readonly db: Kysely<Database>;
   readonly path: string;
+  /** The SQLite driver in use ("better-sqlite3" or "node:sqlite"), for the start-up log. */
+  readonly driver: string;
   /** Runs a passive WAL checkpoint; returns the pages still in the WAL. */
   checkpoint(): void;
   close(): Promise<void>;
@@ -36,7 +39,7 @@ export interface Store {
 // multi-row inserts produce one SQL text per row count.
 const STATEMENT_CACHE_SIZE = 256;
 
-function withStatementCache(db: BetterSqlite3.Database): SqliteDatabase {
+function withStatementCache(db: SqliteDatabase): SqliteDatabase {
   const cache = new Map<string, SqliteStatement>();
   return {
     close: () => db.close(),
@@ -48,7 +51,7 @@ function withStatementCache(db: BetterSqlite3.Database): SqliteDatabase {
         cache.set(text, statement);
         return statement;
       }
-      statement = db.prepare(text) as unknown as SqliteStatement;
+      statement = db.prepare(text);
       cache.set(text, statement);
       if (cache.size > STATEMENT_CACHE_SIZE) {
         const oldest = cache.keys().next().value as string;
@@ -83,7 +86,7 @@ class ImmediateSqliteDialect extends SqliteDialect {
 }
 
 export async function openStore(path: string, options: StoreOptions): Promise<Store> {
-  const raw = new BetterSqlite3(path, { timeout: options.busyTimeoutMs });
+  const raw = openSqlite(path, { busyTimeoutMs: options.busyTimeoutMs });
   try {
     raw.pragma('journal_mode = WAL');
     raw.pragma(`synchronous = ${options.synchronous === 'full' ? 'FULL' : 'NORMAL'}`);
@@ -109,6 +112,7 @@ export async function openStore(path: string, options: StoreOptions): Promise<St
   return {
     db,
     path,
+    driver: raw.driver,
     checkpoint: () => {
       raw.pragma('wal_checkpoint(PASSIVE)');
     },
@@ -124,6 +128,6 @@ const UNAVAILABLE_CODES = /^SQLITE_(BUSY|LOCKED|FULL|READONLY|IOERR|CANTOPEN|COR
  * to a bug or bad input. The webhook answers 503 to these.
  */
 export function isStoreUnavailable(error: unknown): boolean {
-  const code = (error as { code?: unknown } | null)?.code;
-  return typeof code === 'string' && UNAVAILABLE_CODES.test(code);
+  const code = sqliteErrorCode(error);
+  return code !== undefined && UNAVAILABLE_CODES.test(code);
 }
