@@ -4,11 +4,11 @@
 //   npm run check:executable -- --no-build
 //   npm run check:executable -- --deno  smoke `npm run deno` from source
 //
-// The executable is copied alone into an empty temporary folder (no
-// node_modules beside it, no config but the one the smoke writes) and its
+// The executable is copied alone into an empty temporary folder, with no
+// node_modules beside it and no config but the one the smoke writes. Its
 // native addon cache goes to a fresh XDG_CACHE_HOME, so a leftover cache or
-// file from this checkout cannot make it pass. See scripts/smoke.ts for the
-// steps.
+// file from this checkout cannot make the check pass. scripts/smoke.ts has
+// the steps.
 import { execFileSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';

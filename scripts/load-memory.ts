@@ -6,9 +6,9 @@
 //   npx tsx scripts/load-memory.ts --seconds 30 --idle-seconds 30 --concurrency 8 --deno
 //
 // A fake Ride with GPS on 127.0.0.1 serves 500 routes of one connected user.
-// For --seconds, --concurrency senders post signed deliveries to 127.0.0.1,
-// each with 1 to 100 notifications (so the SQL texts vary the way real
-// batches do) about random routes; the worker syncs them meanwhile. Then the
+// For --seconds, --concurrency senders post signed deliveries to 127.0.0.1.
+// Each has 1 to 100 notifications about random routes, so the SQL texts vary
+// the way real batches do. The worker syncs the routes meanwhile. Then the
 // load stops and memory is sampled for --idle-seconds more. The loop is
 // bounded by time and by --max-deliveries.
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -74,7 +74,7 @@ async function waitForStart(child: ChildProcess): Promise<number> {
   while (Date.now() < deadline) {
     const line = stdout.split('\n').find((text) => text.includes('"rwgps-sync started"'));
     if (line) {
-      // Keep draining the log so serve never blocks on a full pipe, but drop it.
+      // Keep reading the log, so serve does not block on a full pipe, but discard it.
       child.stdout?.off('data', collect).on('data', () => {});
       return (JSON.parse(line) as { port: number }).port;
     }

@@ -1,7 +1,8 @@
-// End-to-end smoke of one way to run rwgps-sync (the single executable, or
-// the source under Deno): a fake Ride with GPS on 127.0.0.1, two users added
-// through the CLI, `serve` started as a child process, the documented
-// example webhook sent to it, and the libraries read back through the CLI.
+// End-to-end smoke of one way to run rwgps-sync: the single executable, or
+// the source under Deno. It starts a fake Ride with GPS on 127.0.0.1, adds
+// two users through the CLI and starts `serve` as a child process. Then it
+// sends the documented example webhook and reads the libraries back through
+// the CLI.
 // Used by scripts/check-executable.ts and test/deno.test.ts.
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';

@@ -13,8 +13,8 @@ import { migrate } from './migrations.ts';
 import type { Database } from './schema.ts';
 import { openSqlite, sqliteErrorCode } from './sqlite-driver.ts';
 
-// The only module that knows the database is SQLite; sqlite-driver.ts picks
-// the driver for the runtime. The rest of the code sees a Kysely<Database>
+// The only module with SQLite-specific code, and sqlite-driver.ts below it
+// picks the driver for the runtime. The rest of the code sees a Kysely<Database>
 // and the Store interface.
 
 export interface StoreOptions {
