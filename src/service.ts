@@ -72,7 +72,7 @@ export async function startService(config: Config, logger: Logger): Promise<Serv
   worker.start();
   scheduler.start();
   if (config.server.publicUrl === null) {
-    logger.warn('server.publicUrl is not set; GET /connect answers 503 until it is', { config: config.file });
+    logger.warn('server.publicUrl is not set; GET /connect returns 503 until it is set', { config: config.file });
   }
   logger.info('rwgps-sync started', {
     version: VERSION,

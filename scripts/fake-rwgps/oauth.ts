@@ -11,7 +11,7 @@ export interface OAuthClient {
   clientSecret: string;
 }
 
-/** What the OAuth endpoints need from the rest of the fake. */
+/** Model operations of the fake that the OAuth endpoints use. */
 export interface OAuthHost {
   findClientById(clientId: string): OAuthClient | undefined;
   hasUser(userId: number): boolean;
@@ -36,7 +36,7 @@ interface IssuedCode {
 
 /** Switches a test may set at any time; the control API sets them over POST /__fake/oauth. */
 export interface OAuthSwitches {
-  /** The RWGPS user who approves at /oauth/authorize; null approves as no one (authorize answers 400). */
+  /** The RWGPS user who approves at /oauth/authorize; null approves as no one (authorize returns 400). */
   authorizeAs: number | null;
   /** Redirect back with error=access_denied instead of a code. */
   denyAuthorization: boolean;

@@ -12,10 +12,10 @@ export interface OAuthEndpoints {
 
 export type TokenExchange =
   | { ok: true; accessToken: string; userId: number | null }
-  /** `rejected`: RWGPS refused the code (invalid_grant and similar). `unavailable`: RWGPS could not answer. */
+  /** `rejected`: RWGPS rejected the code (invalid_grant and similar). `unavailable`: RWGPS failed or timed out. */
   | { ok: false; kind: 'rejected' | 'unavailable'; message: string };
 
-/** Returns the RWGPS URL that asks the user to authorize `client`. */
+/** Returns the RWGPS URL where the user authorizes `client`. */
 export function authorizeUrl(baseUrl: string, client: ClientConfig, redirectUri: string, state: string): string {
   const url = new URL('/oauth/authorize', `${baseUrl}/`);
   url.searchParams.set('client_id', client.clientId);
@@ -44,7 +44,7 @@ export async function exchangeCode(
   const body = answer.body as { access_token?: unknown; user_id?: unknown } | null;
   const accessToken = body?.access_token;
   if (typeof accessToken !== 'string' || accessToken === '') {
-    return { ok: false, kind: 'unavailable', message: 'RWGPS answered the token request without an access_token' };
+    return { ok: false, kind: 'unavailable', message: 'RWGPS returned no access_token in the token response' };
   }
   const userId = body?.user_id;
   const validUserId = typeof userId === 'number' && Number.isSafeInteger(userId) && userId > 0 ? userId : null;
@@ -69,7 +69,7 @@ export async function fetchTokenOwner(
 ): Promise<{ ok: true; userId: number } | { ok: false; message: string }> {
   const result = await rwgps.get('/api/v1/users/current.json', { token: accessToken, kind: 'oauth', client });
   if (result.kind !== 'ok') {
-    const detail = 'message' in result ? result.message : `RWGPS answered ${result.status}`;
+    const detail = 'message' in result ? result.message : `RWGPS responded ${result.status}`;
     return { ok: false, message: `could not read the connected user from users/current.json: ${detail}` };
   }
   try {
@@ -78,12 +78,12 @@ export async function fetchTokenOwner(
   } catch {
     // Reported below.
   }
-  return { ok: false, message: 'users/current.json answered without a user id' };
+  return { ok: false, message: 'users/current.json returned no user id' };
 }
 
 type PostAnswer = { ok: true; body: unknown } | { ok: false; kind: 'rejected' | 'unavailable'; message: string };
 
-// POSTs JSON and classifies the answer: 2xx ok; 400, 401 and 403 mean RWGPS
+// POSTs JSON and classifies the response: 2xx ok; 400, 401 and 403 mean RWGPS
 // rejected the request (a bad code or client credentials); anything else, a
 // timeout included, means RWGPS is unavailable. Redirects are not followed.
 async function postJson(endpoints: OAuthEndpoints, path: string, payload: Record<string, string>): Promise<PostAnswer> {
@@ -111,13 +111,13 @@ async function postJson(endpoints: OAuthEndpoints, path: string, payload: Record
   }
   if (response.status >= 200 && response.status < 300) {
     if (body === null || typeof body !== 'object') {
-      return { ok: false, kind: 'unavailable', message: `POST ${path} answered ${response.status} without a JSON object` };
+      return { ok: false, kind: 'unavailable', message: `POST ${path} responded ${response.status} without a JSON object` };
     }
     return { ok: true, body };
   }
   const detail = describeOAuthError(body);
   const kind = response.status === 400 || response.status === 401 || response.status === 403 ? 'rejected' : 'unavailable';
-  return { ok: false, kind, message: `POST ${path} answered ${response.status}${detail}` };
+  return { ok: false, kind, message: `POST ${path} responded ${response.status}${detail}` };
 }
 
 // OAuth errors carry `error` and sometimes `error_description`; both are

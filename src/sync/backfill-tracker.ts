@@ -4,9 +4,8 @@ import type { Database } from '../store/schema.ts';
 import { reportBackfillIfFinished } from './sync-job.ts';
 
 // Notices when a backfill's last item job has finished. The worker reports
-// every item job attempt here; the check runs at most once per CHECK_DELAY_MS
-// for all users seen in that time, because a backfill finishes thousands of
-// jobs and one check per job would be wasted work.
+// every item job attempt here. A backfill finishes thousands of jobs, so the
+// check runs at most once per CHECK_DELAY_MS for all users seen in that time.
 
 const CHECK_DELAY_MS = 250;
 

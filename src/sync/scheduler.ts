@@ -11,8 +11,7 @@ import { newSyncJob } from './sync-job.ts';
 // later webhook arrives for that user.
 //
 // A round gives user i of n a slot of interval/n and a random time inside
-// that slot, so syncs are spread over the interval instead of sent at once,
-// and the order of users inside a slot varies between rounds. The plan lives
+// that slot. Syncs are spread over the interval instead of sent at once. The plan lives
 // in memory: a restart starts a new round, which also syncs every user soon
 // after start, covering deliveries missed while the service was down.
 
