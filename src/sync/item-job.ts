@@ -64,7 +64,9 @@ export function createItemJobHandler(deps: { db: Kysely<Database>; config: Confi
     switch (result.kind) {
       case 'ok': {
         const item = parseItem(type, id, result.body);
-        const relation = job.action === 'added' ? 'pinned' : item.ownerId === job.user_id ? 'owner' : null;
+        let relation: 'owner' | 'pinned' | null = null;
+        if (job.action === 'added') relation = 'pinned';
+        else if (item.ownerId === job.user_id) relation = 'owner';
         await storeItem(db, item, job.user_id, relation);
         return;
       }
@@ -98,11 +100,11 @@ export function parseItem(type: ItemType, id: number, body: string): FetchedItem
   try {
     parsed = JSON.parse(body);
   } catch {
-    throw new JobFailure('retry', `RWGPS answered 200 with a body that is not JSON (${body.length} bytes)`);
+    throw new JobFailure('retry', `RWGPS responded 200 with a body that is not JSON (${body.length} bytes)`);
   }
   const record = (parsed as Record<string, unknown> | null)?.[type];
   if (typeof record !== 'object' || record === null) {
-    throw new JobFailure('retry', `RWGPS answered 200 without a "${type}" object`);
+    throw new JobFailure('retry', `RWGPS responded 200 without a "${type}" object`);
   }
   const fields = record as Record<string, unknown>;
   const ownerId = typeof fields.user_id === 'number' ? fields.user_id : null;
