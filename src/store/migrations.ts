@@ -114,6 +114,11 @@ export const MIGRATIONS: readonly Migration[] = [
       sql`CREATE INDEX library_item ON library (item_type, item_id)`,
     ],
   },
+  {
+    version: 3,
+    name: 'index attempt history by finish time, for retention',
+    statements: [sql`CREATE INDEX IF NOT EXISTS job_attempts_finished_at ON job_attempts (finished_at)`],
+  },
 ];
 
 /** Applies every migration newer than the database, in order. Returns how many ran. */
