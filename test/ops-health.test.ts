@@ -50,7 +50,7 @@ test('readyz and webhook with a read-only database', async (t) => {
   const recoveryLines = lines.filter((line) => line.msg === 'database available again');
   assert.equal(outageLines.length, 1, 'the outage is logged once');
   assert.equal(recoveryLines.length, 1, 'the recovery is logged once');
-  assert.ok(recoveryLines[0].failures >= 6);
+  assert.ok(recoveryLines[0]!.failures >= 6);
   const storeFailures = lines.filter((line) => line.msg === 'delivery not stored');
   assert.equal(storeFailures.length, 1, 'repeats of the same store error are counted, not written');
   const deliveries = await service.store.db.selectFrom('deliveries').select('id').execute();

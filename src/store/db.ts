@@ -44,11 +44,12 @@ export interface Store {
   readonly path: string;
   /**
    * Copies WAL pages into the database file. `passive` never waits and
-   * never blocks writers. `truncate` also empties the -wal file, but only
-   * when no other connection is reading or writing: it does not wait for
-   * the busy timeout, so it cannot stall this process.
+   * never blocks writers. `truncate` also empties the -wal file; it waits
+   * up to `waitMs` (default 0) for other connections' read transactions to
+   * end, blocking this process's event loop meanwhile (better-sqlite3 is
+   * synchronous), so keep `waitMs` short.
    */
-  checkpoint(mode?: CheckpointMode): Promise<CheckpointResult>;
+  checkpoint(mode?: CheckpointMode, waitMs?: number): Promise<CheckpointResult>;
   close(): Promise<void>;
 }
 
@@ -136,21 +137,21 @@ export async function openStore(path: string, options: StoreOptions): Promise<St
   return {
     db,
     path,
-    checkpoint: (mode = 'passive') => checkpoint(db, mode, options.busyTimeoutMs),
+    checkpoint: (mode = 'passive', waitMs = 0) => checkpoint(db, mode, waitMs, options.busyTimeoutMs),
     close: () => db.destroy(),
   };
 }
 
 // Runs on Kysely's single connection, reserved for the whole sequence, so no
-// other query runs with the busy timeout set to 0 and no checkpoint runs
+// other query runs with the shortened busy timeout and no checkpoint runs
 // inside another caller's open transaction.
-async function checkpoint(db: Kysely<Database>, mode: CheckpointMode, busyTimeoutMs: number): Promise<CheckpointResult> {
+async function checkpoint(db: Kysely<Database>, mode: CheckpointMode, waitMs: number, busyTimeoutMs: number): Promise<CheckpointResult> {
   return db.connection().execute(async (connection) => {
     let rows: { busy: number; log: number; checkpointed: number }[];
     if (mode === 'passive') {
       rows = (await sql<{ busy: number; log: number; checkpointed: number }>`pragma wal_checkpoint(PASSIVE)`.execute(connection)).rows;
     } else {
-      await sql`pragma busy_timeout = 0`.execute(connection);
+      await sql.raw(`pragma busy_timeout = ${Math.trunc(waitMs)}`).execute(connection);
       try {
         rows = (await sql<{ busy: number; log: number; checkpointed: number }>`pragma wal_checkpoint(TRUNCATE)`.execute(connection)).rows;
       } finally {
