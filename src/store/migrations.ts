@@ -116,8 +116,17 @@ export const MIGRATIONS: readonly Migration[] = [
   },
   {
     version: 3,
-    name: 'index attempt history by finish time, for retention',
-    statements: [sql`CREATE INDEX IF NOT EXISTS job_attempts_finished_at ON job_attempts (finished_at)`],
+    name: 'indexes for retention that leave the claim query on jobs_runnable',
+    statements: [
+      // Without table statistics SQLite preferred jobs_state_finished
+      // (state, finished_at) for the claim query and sorted every runnable
+      // job by run_at on each claim. Partial indexes serve retention and
+      // `status` without offering the planner an index on state.
+      sql`DROP INDEX IF EXISTS jobs_state_finished`,
+      sql`CREATE INDEX jobs_finished_at ON jobs (finished_at) WHERE state IN ('completed', 'discarded')`,
+      sql`CREATE INDEX jobs_dead_finished_at ON jobs (finished_at) WHERE state = 'dead'`,
+      sql`CREATE INDEX job_attempts_finished_at ON job_attempts (finished_at)`,
+    ],
   },
 ];
 

@@ -1,4 +1,4 @@
-import { sql, type Kysely } from 'kysely';
+import { sql, type Kysely, type SqlBool } from 'kysely';
 import type { Database } from './schema.ts';
 
 // Retention: deletes old history so the tables stay bounded over years.
@@ -28,6 +28,11 @@ export interface PruneResult {
 }
 
 export const PRUNE_BATCH_ROWS = 500;
+
+// Written into the SQL text so SQLite can match the partial indexes
+// jobs_finished_at and jobs_dead_finished_at.
+const FINISHED = sql.raw<SqlBool>(`state in ('completed', 'discarded')`);
+const DEAD = sql.raw<SqlBool>(`state = 'dead'`);
 const DAY_MS = 86_400_000;
 
 /**
@@ -53,7 +58,7 @@ export async function pruneHistory(
           eb
             .selectFrom('jobs')
             .select('id')
-            .where('state', 'in', ['completed', 'discarded'])
+            .where(FINISHED)
             .where('finished_at', '<', cutoff)
             .limit(limit),
         )
@@ -84,7 +89,7 @@ export async function pruneHistory(
               .selectFrom('job_attempts as a')
               .select(sql<number>`a.rowid`.as('rowid'))
               .where('a.finished_at', '<', cutoff)
-              .where('a.job_id', 'not in', eb.selectFrom('jobs').select('id').where('state', '=', 'dead'))
+              .where('a.job_id', 'not in', eb.selectFrom('jobs').select('id').where(DEAD))
               .limit(limit),
           ),
         )

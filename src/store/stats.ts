@@ -8,8 +8,10 @@ import type { Database, JobState, UserStatus } from './schema.ts';
 export const JOB_STATES: readonly JobState[] = ['available', 'running', 'retryable', 'completed', 'dead', 'discarded', 'parked', 'no_token'];
 export const USER_STATUSES: readonly UserStatus[] = ['active', 'reauthorization_required', 'disconnected'];
 
-// Written into the SQL text so SQLite can match the jobs_runnable partial index.
+// Written into the SQL text so SQLite can match the partial indexes
+// jobs_runnable and jobs_dead_finished_at.
 const RUNNABLE = sql.raw<SqlBool>(`state in ('available', 'retryable')`);
+const DEAD = sql.raw<SqlBool>(`state = 'dead'`);
 
 /** Counts jobs in each state; states with no jobs are 0. */
 export async function countJobsByState(db: Kysely<Database>): Promise<Record<JobState, number>> {
@@ -110,7 +112,7 @@ export async function countDeadJobsSince(db: Kysely<Database>, since: number): P
   const row = await db
     .selectFrom('jobs')
     .select((eb) => eb.fn.countAll<number>().as('n'))
-    .where('state', '=', 'dead')
+    .where(DEAD)
     .where('finished_at', '>=', since)
     .executeTakeFirst();
   return Number(row?.n ?? 0);
