@@ -9,7 +9,10 @@ import { ServiceMetrics } from './metrics/service-metrics.ts';
 import { RwgpsClient } from './rwgps/client.ts';
 import { openStore, type Store } from './store/db.ts';
 import { startMaintenance } from './maintenance.ts';
+import { BackfillTracker } from './sync/backfill-tracker.ts';
 import { createItemJobHandler, ITEM_JOB } from './sync/item-job.ts';
+import { SyncScheduler } from './sync/scheduler.ts';
+import { createSyncJobHandler, SYNC_JOB } from './sync/sync-job.ts';
 import { VERSION } from './version.ts';
 
 // `serve`: the HTTP server and the worker in one process, over one database.
@@ -57,15 +60,31 @@ export async function startService(config: Config, logger: Logger): Promise<Serv
     },
   });
 
-  const worker = new Worker({
+  const backfills = new BackfillTracker(db, logger);
+  // The sync handler and the scheduler wake the worker, which is created after them.
+  const wakeWorker = () => worker.notify();
+  const worker: Worker = new Worker({
     db,
-    handlers: { [ITEM_JOB]: createItemJobHandler({ db, config, rwgps }) },
+    handlers: {
+      [ITEM_JOB]: createItemJobHandler({ db, config, rwgps }),
+      [SYNC_JOB]: createSyncJobHandler({ db, config, rwgps, onQueued: wakeWorker, logger }),
+    },
     concurrency: config.worker.concurrency,
     leaseMs: config.worker.leaseMs,
     pollIntervalMs: config.worker.pollIntervalMs,
     backoff: { baseMs: config.worker.backoffBaseMs, maxMs: config.worker.backoffMaxMs },
     logger,
-    onAttempt: (job, outcome, durationMs) => metrics.jobAttempt(job, outcome, durationMs),
+    onAttempt: (job, outcome, durationMs) => {
+      metrics.jobAttempt(job, outcome, durationMs);
+      if (job.kind === ITEM_JOB) backfills.noteItemAttempt(job.user_id);
+    },
+  });
+  const scheduler = new SyncScheduler({
+    db,
+    intervalMs: config.sync.intervalMinutes * 60_000,
+    maxAttempts: config.worker.maxAttempts,
+    logger,
+    onQueued: wakeWorker,
   });
 
   const maintenance = startMaintenance({ store, config, logger, busy: () => worker.inFlight > 0 });
@@ -102,6 +121,10 @@ export async function startService(config: Config, logger: Logger): Promise<Serv
   const url = `http://${config.server.host.includes(':') ? `[${config.server.host}]` : config.server.host}:${port}`;
 
   worker.start();
+  scheduler.start();
+  if (config.server.publicUrl === null) {
+    logger.warn('server.publicUrl is not set; GET /connect returns 503 until it is set', { config: config.file });
+  }
   logger.info('rwgps-sync started', {
     version: VERSION,
     host: config.server.host,
@@ -111,6 +134,7 @@ export async function startService(config: Config, logger: Logger): Promise<Serv
     clients: config.clients.length,
     concurrency: config.worker.concurrency,
     metrics: config.metrics.enabled,
+    syncIntervalMinutes: config.sync.intervalMinutes,
   });
 
   let closing: Promise<void> | null = null;
@@ -133,7 +157,9 @@ export async function startService(config: Config, logger: Logger): Promise<Serv
         const cutOff = setTimeout(() => http1?.closeAllConnections(), graceMs);
         await closed;
         clearTimeout(cutOff);
+        await scheduler.stop();
         await worker.stop(graceMs);
+        await backfills.stop();
         await maintenance.stop();
         await store.close();
         logger.info('rwgps-sync stopped');

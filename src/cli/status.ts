@@ -25,7 +25,7 @@ export const statusCommand: Command = {
     if (values.help) {
       context.stdout.write(
         `usage: ${USAGE}\n\nReads the database (serve may be running) and prints its state. ` +
-          'The oldest pending job is the oldest available or retryable one: the backlog.\n',
+          'The oldest pending job is the due job that has waited longest for a worker: the backlog.\n',
       );
       return 0;
     }
@@ -34,7 +34,7 @@ export const statusCommand: Command = {
       const now = Date.now();
       const db = store.db;
       const sizes = databaseFileSizes(store.path);
-      const oldest = await oldestPendingJob(db);
+      const oldest = await oldestPendingJob(db, now);
       const report = {
         version: VERSION,
         commit: COMMIT,
@@ -43,7 +43,13 @@ export const statusCommand: Command = {
         usersByStatus: await countUsersByStatus(db),
         jobsByState: await countJobsByState(db),
         oldestPendingJob: oldest
-          ? { id: oldest.id, state: oldest.state, createdAt: isoTime(oldest.createdAt), ageSeconds: Math.round((now - oldest.createdAt) / 1000) }
+          ? {
+              id: oldest.id,
+              state: oldest.state,
+              createdAt: isoTime(oldest.createdAt),
+              dueAt: isoTime(oldest.dueAt),
+              waitingSeconds: Math.round((now - oldest.dueAt) / 1000),
+            }
           : null,
         lastDeliveryAt: isoTime(await lastDeliveryAt(db)),
         deadJobsLastDay: await countDeadJobsSince(db, now - DAY_MS),
@@ -69,7 +75,7 @@ export const statusCommand: Command = {
       out.write(`users:             ${counts(report.usersByStatus)}\n`);
       out.write(`jobs:              ${counts(report.jobsByState)}\n`);
       out.write(
-        `oldest pending:    ${oldest ? `job ${oldest.id} (${oldest.state}), created ${report.oldestPendingJob?.createdAt}, ${formatAge(now - oldest.createdAt)} ago` : 'none'}\n`,
+        `oldest pending:    ${oldest ? `job ${oldest.id} (${oldest.state}), due since ${report.oldestPendingJob?.dueAt}, waiting ${formatAge(now - oldest.dueAt)}` : 'none due'}\n`,
       );
       out.write(`last delivery:     ${report.lastDeliveryAt ?? 'none received'}\n`);
       out.write(`dead jobs, 24 h:   ${report.deadJobsLastDay}${report.deadJobsLastDay > 0 ? ' (see: rwgps-sync jobs list --state dead)' : ''}\n`);

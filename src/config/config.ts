@@ -34,6 +34,14 @@ export interface Config {
   };
   metrics: { enabled: boolean; token: string | null; allow: string[] };
   retention: { finishedJobsDays: number; deliveriesDays: number; attemptsDays: number; intervalMs: number };
+  sync: {
+    /** Value of the sync endpoint's assets parameter, such as "routes,trips". */
+    assets: string;
+    /** Minutes between reconciliation rounds; 0 disables them. Fractions are allowed. */
+    intervalMinutes: number;
+    /** Delay before the sync that a webhook schedules, so a burst of deliveries shares one sync. */
+    afterWebhookDelayMs: number;
+  };
   log: { level: 'debug' | 'info' | 'warn' | 'error' };
 }
 
@@ -105,6 +113,14 @@ const rules: Rule = {
         deliveriesDays: { type: 'integer', default: 30, min: 0, max: 36_500 },
         attemptsDays: { type: 'integer', default: 30, min: 0, max: 36_500 },
         intervalMs: { type: 'integer', default: 600_000, min: 100, max: 24 * HOUR_MS },
+      },
+    },
+    sync: {
+      type: 'object',
+      fields: {
+        assets: { type: 'enum', default: 'routes,trips', values: ['routes,trips', 'routes', 'trips'] },
+        intervalMinutes: { type: 'number', default: 60, min: 0, max: 7 * 24 * 60 },
+        afterWebhookDelayMs: { type: 'integer', default: 5000, min: 0, max: HOUR_MS },
       },
     },
     log: {

@@ -4,6 +4,7 @@ import { errorMessage, type Logger } from '../log.ts';
 import type { Database } from '../store/schema.ts';
 import { registerReadiness, type ReadinessDeps } from './health.ts';
 import { registerMetrics, type MetricsDeps } from './metrics.ts';
+import { registerOAuth } from './oauth.ts';
 import { registerWebhook, type WebhookDeps } from './webhook.ts';
 
 export interface AppDeps extends WebhookDeps {
@@ -32,6 +33,7 @@ export function createApp(deps: AppDeps): Hono {
   registerWebhook(app, deps);
   if (deps.readiness) registerReadiness(app, { db: deps.db, ...deps.readiness });
   if (deps.metrics) registerMetrics(app, { logger: deps.logger, ...deps.metrics });
+  registerOAuth(app, deps);
 
   app.get('/healthz', async (c) => {
     try {

@@ -19,7 +19,11 @@ export interface BackfillProgress {
 
 export class ServiceMetrics {
   readonly registry = new Registry();
-  /** Set by a backfill (full library sync), when one runs; the gauge is absent until then. */
+  /**
+   * Set by a backfill (full library sync), when one runs; the gauge is absent until then.
+   * TODO: nothing sets it yet. The users table now has backfill_state and
+   * backfill_items, from which a collector could report progress.
+   */
   backfillProgress: (() => BackfillProgress | undefined) | undefined;
 
   readonly #deliveriesAccepted = this.registry.counter('rwgps_sync_deliveries_accepted_total', 'Webhook deliveries stored and answered 200.');
@@ -42,7 +46,7 @@ export class ServiceMetrics {
   readonly #parkedUsers = this.registry.gauge('rwgps_sync_parked_users', 'Users whose token RWGPS rejected; their jobs wait until they reconnect.');
   readonly #oldestPending = this.registry.gauge(
     'rwgps_sync_oldest_pending_job_age_seconds',
-    'Age of the oldest available or retryable job; 0 when there is none.',
+    'Seconds the longest-waiting due job (available or retryable, run time passed) has waited for a worker; 0 when none is due.',
   );
   readonly #databaseBytes = this.registry.gauge('rwgps_sync_database_size_bytes', 'Size of the database file and of its -wal file, in bytes.');
   readonly #backfill = this.registry.gauge('rwgps_sync_backfill_items', 'Backfill progress: items done and remaining.');
@@ -73,13 +77,13 @@ export class ServiceMetrics {
 
   /** Reads the gauges from the database and returns the exposition text. */
   async render(db: Kysely<Database>, databasePath: string, now = Date.now()): Promise<string> {
-    const [jobs, users, oldest] = await Promise.all([countJobsByState(db), countUsersByStatus(db), oldestPendingJob(db)]);
+    const [jobs, users, oldest] = await Promise.all([countJobsByState(db), countUsersByStatus(db), oldestPendingJob(db, now)]);
     this.#jobs.reset();
     for (const [state, count] of Object.entries(jobs)) this.#jobs.set(count, { state });
     this.#users.reset();
     for (const [status, count] of Object.entries(users)) this.#users.set(count, { status });
     this.#parkedUsers.set(users.reauthorization_required);
-    this.#oldestPending.set(oldest ? Math.max(0, (now - oldest.createdAt) / 1000) : 0);
+    this.#oldestPending.set(oldest ? Math.max(0, (now - oldest.dueAt) / 1000) : 0);
     const sizes = databaseFileSizes(databasePath);
     this.#databaseBytes.set(sizes.database, { file: 'database' });
     this.#databaseBytes.set(sizes.wal, { file: 'wal' });

@@ -30,20 +30,23 @@ export async function countUsersByStatus(db: Kysely<Database>): Promise<Record<U
 }
 
 /**
- * Returns the oldest job that is due or waiting for a retry (available or
- * retryable), the backlog the worker has not caught up with. Parked and
- * no_token jobs wait for a user to connect and are not counted.
+ * Returns the due job (available or retryable, run_at passed) that has
+ * waited longest for a worker: the backlog. Jobs waiting for a backoff or a
+ * scheduled time, and parked or no_token jobs, are not counted.
  */
-export async function oldestPendingJob(db: Kysely<Database>): Promise<{ id: number; createdAt: number; state: JobState } | undefined> {
+export async function oldestPendingJob(
+  db: Kysely<Database>,
+  now = Date.now(),
+): Promise<{ id: number; createdAt: number; dueAt: number; state: JobState } | undefined> {
   const row = await db
     .selectFrom('jobs')
-    .select(['id', 'created_at', 'state'])
+    .select(['id', 'created_at', 'run_at', 'state'])
     .where(RUNNABLE)
-    .orderBy('created_at')
-    .orderBy('id')
+    .where('run_at', '<=', now)
+    .orderBy('run_at')
     .limit(1)
     .executeTakeFirst();
-  return row && { id: row.id, createdAt: row.created_at, state: row.state };
+  return row && { id: row.id, createdAt: row.created_at, dueAt: row.run_at, state: row.state };
 }
 
 /** Time the newest delivery (accepted or rejected) was received, in ms since the epoch. */
