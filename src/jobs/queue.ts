@@ -90,6 +90,11 @@ export async function enqueue(db: Db, jobs: NewJob[], now = Date.now()): Promise
 
 /** Claims the next runnable job for `owner`, or returns undefined when none is due. */
 export async function claim(db: Db, owner: string, leaseMs: number, now = Date.now()): Promise<Job | undefined> {
+  return claimQuery(db, owner, leaseMs, now).executeTakeFirst();
+}
+
+/** The claim statement, unexecuted, so a test can check its query plan uses the jobs_runnable index. */
+export function claimQuery(db: Db, owner: string, leaseMs: number, now: number) {
   return db
     .updateTable('jobs')
     .set((eb) => ({
@@ -119,8 +124,7 @@ export async function claim(db: Db, owner: string, leaseMs: number, now = Date.n
         .orderBy('j.id')
         .limit(1),
     )
-    .returningAll()
-    .executeTakeFirst();
+    .returningAll();
 }
 
 /** Extends a lease the owner still holds. Returns false when the lease was lost. */

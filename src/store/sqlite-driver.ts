@@ -1,4 +1,5 @@
 import BetterSqlite3 from 'better-sqlite3';
+import { existsSync } from 'node:fs';
 import type { SqliteDatabase, SqliteStatement } from 'kysely';
 import { loadNativeAddon, nativeAddonCacheDir, writeNativeAddon } from './native-addon.ts';
 
@@ -20,6 +21,9 @@ export interface SqliteConnection extends SqliteDatabase {
 
 export interface OpenSqliteOptions {
   busyTimeoutMs: number;
+  readonly?: boolean;
+  /** Fail instead of creating a new, empty database file. */
+  fileMustExist?: boolean;
 }
 
 /** The asset name of better-sqlite3's addon in the single executable's blob (see scripts/build.mjs). */
@@ -62,6 +66,8 @@ function openBetterSqlite3(path: string, options: OpenSqliteOptions): SqliteConn
   const nativeBinding = seaNativeAddon();
   const raw = new BetterSqlite3(path, {
     timeout: options.busyTimeoutMs,
+    readonly: options.readonly === true,
+    fileMustExist: options.fileMustExist === true,
     // better-sqlite3 12 accepts the loaded addon object as well as a path;
     // its type definitions only admit a path.
     ...(nativeBinding ? { nativeBinding: nativeBinding as unknown as string } : {}),
@@ -117,7 +123,7 @@ interface DatabaseSync {
 }
 
 interface NodeSqliteModule {
-  DatabaseSync: new (path: string, options?: { timeout?: number }) => DatabaseSync;
+  DatabaseSync: new (path: string, options?: { timeout?: number; readOnly?: boolean }) => DatabaseSync;
 }
 
 function isDeno(): boolean {
@@ -127,7 +133,9 @@ function isDeno(): boolean {
 function openNodeSqlite(path: string, options: OpenSqliteOptions): SqliteConnection {
   const sqlite = process.getBuiltinModule?.('node:sqlite') as NodeSqliteModule | undefined;
   if (!sqlite) throw new Error('node:sqlite is not available in this runtime; Deno 2.2 or later is required');
-  const raw = new sqlite.DatabaseSync(path, { timeout: options.busyTimeoutMs });
+  // node:sqlite has no "must exist" flag; check first, as better-sqlite3 does.
+  if (options.fileMustExist && !existsSync(path)) throw new Error(`unable to open database file ${path}: not found`);
+  const raw = new sqlite.DatabaseSync(path, { timeout: options.busyTimeoutMs, readOnly: options.readonly === true });
   return {
     driver: 'node:sqlite',
     prepare: (text) => adaptStatement(raw.prepare(text)),
