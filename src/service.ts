@@ -6,7 +6,10 @@ import { Worker } from './jobs/worker.ts';
 import type { Logger } from './log.ts';
 import { RwgpsClient } from './rwgps/client.ts';
 import { openStore, type Store } from './store/db.ts';
+import { BackfillTracker } from './sync/backfill-tracker.ts';
 import { createItemJobHandler, ITEM_JOB } from './sync/item-job.ts';
+import { SyncScheduler } from './sync/scheduler.ts';
+import { createSyncJobHandler, SYNC_JOB } from './sync/sync-job.ts';
 import { VERSION } from './version.ts';
 
 // `serve`: the HTTP server and the worker in one process, over one database.
@@ -28,14 +31,30 @@ export async function startService(config: Config, logger: Logger): Promise<Serv
   const { db } = store;
   const rwgps = new RwgpsClient({ baseUrl: config.rwgps.baseUrl, requestTimeoutMs: config.worker.requestTimeoutMs });
 
-  const worker = new Worker({
+  const backfills = new BackfillTracker(db, logger);
+  // The sync handler and the scheduler wake the worker, which is created after them.
+  const wakeWorker = () => worker.notify();
+  const worker: Worker = new Worker({
     db,
-    handlers: { [ITEM_JOB]: createItemJobHandler({ db, config, rwgps }) },
+    handlers: {
+      [ITEM_JOB]: createItemJobHandler({ db, config, rwgps }),
+      [SYNC_JOB]: createSyncJobHandler({ db, config, rwgps, onQueued: wakeWorker, logger }),
+    },
     concurrency: config.worker.concurrency,
     leaseMs: config.worker.leaseMs,
     pollIntervalMs: config.worker.pollIntervalMs,
     backoff: { baseMs: config.worker.backoffBaseMs, maxMs: config.worker.backoffMaxMs },
     logger,
+    onAttempt: (job) => {
+      if (job.kind === ITEM_JOB) backfills.noteItemAttempt(job.user_id);
+    },
+  });
+  const scheduler = new SyncScheduler({
+    db,
+    intervalMs: config.sync.intervalMinutes * 60_000,
+    maxAttempts: config.worker.maxAttempts,
+    logger,
+    onQueued: wakeWorker,
   });
 
   const app = createApp({ db, config, logger, onQueued: () => worker.notify() });
@@ -51,6 +70,10 @@ export async function startService(config: Config, logger: Logger): Promise<Serv
   const url = `http://${config.server.host.includes(':') ? `[${config.server.host}]` : config.server.host}:${port}`;
 
   worker.start();
+  scheduler.start();
+  if (config.server.publicUrl === null) {
+    logger.warn('server.publicUrl is not set; GET /connect returns 503 until it is set', { config: config.file });
+  }
   logger.info('rwgps-sync started', {
     version: VERSION,
     host: config.server.host,
@@ -59,6 +82,7 @@ export async function startService(config: Config, logger: Logger): Promise<Serv
     synchronous: config.database.synchronous,
     clients: config.clients.length,
     concurrency: config.worker.concurrency,
+    syncIntervalMinutes: config.sync.intervalMinutes,
   });
 
   let closing: Promise<void> | null = null;
@@ -70,7 +94,9 @@ export async function startService(config: Config, logger: Logger): Promise<Serv
     close(graceMs = 10_000) {
       closing ??= (async () => {
         await new Promise<void>((resolve) => server.close(() => resolve()));
+        await scheduler.stop();
         await worker.stop(graceMs);
+        await backfills.stop();
         await store.close();
         logger.info('rwgps-sync stopped');
       })();

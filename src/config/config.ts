@@ -28,6 +28,14 @@ export interface Config {
     requestTimeoutMs: number;
     pollIntervalMs: number;
   };
+  sync: {
+    /** Value of the sync endpoint's assets parameter, such as "routes,trips". */
+    assets: string;
+    /** Minutes between reconciliation rounds; 0 disables them. Fractions are allowed. */
+    intervalMinutes: number;
+    /** Delay before the sync that a webhook schedules, so a burst of deliveries shares one sync. */
+    afterWebhookDelayMs: number;
+  };
   log: { level: 'debug' | 'info' | 'warn' | 'error' };
 }
 
@@ -80,6 +88,14 @@ const rules: Rule = {
         leaseMs: { type: 'integer', default: 120_000, min: 1000, max: 24 * HOUR_MS },
         requestTimeoutMs: { type: 'integer', default: 30_000, min: 100, max: HOUR_MS },
         pollIntervalMs: { type: 'integer', default: 1000, min: 10, max: 60_000 },
+      },
+    },
+    sync: {
+      type: 'object',
+      fields: {
+        assets: { type: 'enum', default: 'routes,trips', values: ['routes,trips', 'routes', 'trips'] },
+        intervalMinutes: { type: 'number', default: 60, min: 0, max: 7 * 24 * 60 },
+        afterWebhookDelayMs: { type: 'integer', default: 5000, min: 0, max: HOUR_MS },
       },
     },
     log: {

@@ -17,6 +17,7 @@ export type Rule =
   | { type: 'string'; default?: string; required?: boolean; secret?: boolean; nonEmpty?: boolean }
   | { type: 'url'; default?: string; required?: boolean; protocols: string[] }
   | { type: 'integer'; default: number; min: number; max: number }
+  | { type: 'number'; default: number; min: number; max: number }
   | { type: 'boolean'; default: boolean }
   | { type: 'enum'; default: string; values: readonly string[] }
   | { type: 'object'; fields: Record<string, Rule> }
@@ -89,6 +90,13 @@ export function check(rule: Rule, value: unknown, key: string, ctx: CheckContext
       if (value === undefined) return rule.default;
       const expected = `an integer from ${rule.min} to ${rule.max}`;
       if (typeof value !== 'number' || !Number.isInteger(value)) fail(ctx, key, expected, value);
+      if (value < rule.min || value > rule.max) fail(ctx, key, expected, value);
+      return value;
+    }
+    case 'number': {
+      if (value === undefined) return rule.default;
+      const expected = `a number from ${rule.min} to ${rule.max}`;
+      if (typeof value !== 'number' || !Number.isFinite(value)) fail(ctx, key, expected, value);
       if (value < rule.min || value > rule.max) fail(ctx, key, expected, value);
       return value;
     }

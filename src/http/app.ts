@@ -2,6 +2,7 @@ import { Hono } from 'hono';
 import { sql, type Kysely } from 'kysely';
 import { errorMessage, type Logger } from '../log.ts';
 import type { Database } from '../store/schema.ts';
+import { registerOAuth } from './oauth.ts';
 import { registerWebhook, type WebhookDeps } from './webhook.ts';
 
 export interface AppDeps extends WebhookDeps {
@@ -13,6 +14,7 @@ export function createApp(deps: AppDeps): Hono {
   const app = new Hono();
 
   registerWebhook(app, deps);
+  registerOAuth(app, deps);
 
   app.get('/healthz', async (c) => {
     try {

@@ -77,6 +77,7 @@ export function registerWebhook(app: Hono, deps: WebhookDeps): void {
         db,
         { clientApiKey: client.apiKey, body, receivedAt, notifications: parsed.notifications, ignored: parsed.ignored, total: parsed.total },
         config.worker.maxAttempts,
+        config.sync.afterWebhookDelayMs,
       );
       if (result.queued > 0) onQueued();
 

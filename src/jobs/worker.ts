@@ -51,6 +51,7 @@ export class Worker {
   #stopping = false;
   #loopDone: Promise<void> = Promise.resolve();
   #wake: (() => void) | null = null;
+  #wakeRequested = false;
   #lastLoopAt = 0;
   #lastRescueAt = 0;
 
@@ -75,6 +76,9 @@ export class Worker {
 
   /** Wakes the loop at once, for example after a webhook queued work. */
   notify(): void {
+    // A wake-up that arrives while the loop is busy claiming is kept, so
+    // the loop looks again at once instead of sleeping a poll interval.
+    this.#wakeRequested = true;
     this.#wake?.();
   }
 
@@ -129,12 +133,17 @@ export class Worker {
   }
 
   #sleep(ms: number): Promise<void> {
+    if (this.#wakeRequested) {
+      this.#wakeRequested = false;
+      return Promise.resolve();
+    }
     return new Promise((resolve) => {
       const timer = setTimeout(done, ms);
       const self = this;
       function done() {
         clearTimeout(timer);
         self.#wake = null;
+        self.#wakeRequested = false;
         resolve();
       }
       this.#wake = done;

@@ -109,7 +109,7 @@ export class RwgpsClient {
       return { kind: 'ok', status, body };
     }
 
-    const message = `RWGPS answered ${status}${await errorDetail(response)}`;
+    const message = `RWGPS responded with status ${status}${await errorDetail(response)}`;
     if (status === 404) return { kind: 'not_found', status };
     if (status === 403) return { kind: 'forbidden', status };
     if (status === 401) return { kind: 'unauthorized', status, message };
