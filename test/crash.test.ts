@@ -32,7 +32,7 @@ async function prepare(t: TestContext, worker: Record<string, unknown> = {}) {
   const reader = new BetterSqlite3(dbPath, { readonly: true });
   t.after(() => reader.close());
   const jobs = () =>
-    reader.prepare('select id, state, attempt, lease_until, last_error from jobs order by id').all() as {
+    reader.prepare("select id, state, attempt, lease_until, last_error from jobs where kind = 'item' order by id").all() as {
       id: number;
       state: string;
       attempt: number;

@@ -64,6 +64,10 @@ export function testConfig(baseUrl: string, overrides: Overrides = {}): Override
       requestTimeoutMs: 2000,
       pollIntervalMs: 20,
     },
+    // Syncs from the sync endpoint have their own tests; here a webhook's
+    // follow-up sync waits an hour and no reconciliation round runs, so the
+    // item jobs and the fake's request log are all a test sees.
+    sync: { intervalMinutes: 0, afterWebhookDelayMs: 3_600_000 },
     log: { level: 'debug' },
   };
   return merge(base, overrides);
@@ -203,8 +207,9 @@ export async function waitFor<T>(
   }
 }
 
+/** Returns the item jobs (not sync jobs) matching `filter`, oldest first. */
 export async function jobRows(db: Kysely<Database>, filter: { state?: JobState; itemId?: number; userId?: number } = {}) {
-  let query = db.selectFrom('jobs').selectAll().orderBy('id');
+  let query = db.selectFrom('jobs').selectAll().where('kind', '=', 'item').orderBy('id');
   if (filter.state) query = query.where('state', '=', filter.state);
   if (filter.itemId !== undefined) query = query.where('item_id', '=', filter.itemId);
   if (filter.userId !== undefined) query = query.where('user_id', '=', filter.userId);
@@ -219,11 +224,16 @@ export function waitForJob(db: Kysely<Database>, filter: { userId: number; itemI
   );
 }
 
-/** Waits until no job is available, retryable or running. */
+/** Waits until no item job is available, retryable or running. */
 export function waitForIdle(db: Kysely<Database>, timeoutMs = 10_000) {
   return waitFor(
     async () => {
-      const rows = await db.selectFrom('jobs').select('id').where('state', 'in', ['available', 'retryable', 'running']).execute();
+      const rows = await db
+        .selectFrom('jobs')
+        .select('id')
+        .where('kind', '=', 'item')
+        .where('state', 'in', ['available', 'retryable', 'running'])
+        .execute();
       return rows.length === 0;
     },
     { what: 'the queue to be idle', timeoutMs },

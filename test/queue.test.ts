@@ -139,11 +139,9 @@ test('user without token waits in no_token', async (t) => {
 
   const added = await runCli(['users', 'add', '--user-id', '3', '--token', TOKENS[3]!, '--config', ts.configPath]);
   assert.equal(added.code, 0, added.stderr);
-  assert.match(added.stdout, /2 waiting jobs queued/);
+  assert.match(added.stdout, /user 3 connected \(OAuth token\); \d+ waiting jobs queued/);
   assert.ok(!added.stderr.includes(TOKENS[3]!), 'the token is not logged');
-  await waitFor(async () => (await jobRows(ts.db, { userId: 3, state: 'completed' })).length === 2, {
-    what: "user 3's jobs to run after users add",
-  });
+  for (const itemId of [31, 32]) await waitForJob(ts.db, { userId: 3, itemId, state: 'completed' });
 });
 
 // The queue functions directly, on a database without a worker.

@@ -189,7 +189,8 @@ test('401 parks user, others continue', async (t) => {
   ts.fake.putRoute({ id: 13, userId: 1 });
   ts.fake.addUser({ id: 1, accessToken: 'token-user-1-renewed' });
   await connect(ts.db, 1, 'token-user-1-renewed');
-  await waitFor(async () => (await jobRows(ts.db, { userId: 1, state: 'completed' })).length === 3, { what: "user 1's jobs after reconnecting" });
+  for (const itemId of [11, 12, 13]) await waitForJob(ts.db, { userId: 1, itemId, state: 'completed' });
+  assert.equal((await jobRows(ts.db, { userId: 1, state: 'parked' })).length, 0, 'no job left parked');
   assertNoTokensLogged(ts);
   assert.ok(!ts.logs.text.includes('token-user-1-renewed'));
 });
