@@ -229,7 +229,7 @@ test('retryDead resets attempts', async (t) => {
   assert.equal(row?.attempt, 0);
 });
 
-test('parked api client reference rejected', async (t) => {
+test('unknown api client parks job', async (t) => {
   // A user connected through a client later removed from the config is parked, not retried.
   const ts = await startTestService(t);
   await ts.db
