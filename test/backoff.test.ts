@@ -107,9 +107,10 @@ test('429 waits Retry-After date', async (t) => {
 
   await waitForJob(ts.db, { userId: 1, itemId: 2, state: 'completed' });
   const [first, second] = requestTimes(ts, '/api/v1/routes/2.json');
-  // The date has whole seconds, so up to 1 s of the 3 s can be lost to rounding.
-  assert.ok(second! - first! >= 1900, `retried after ${second! - first!} ms`);
-  assert.ok(second! >= Date.parse(retryAt) - 50, 'not before the date');
+  // The date has whole seconds and the first fetch comes some time after it
+  // was made, so the gap between fetches is not fixed: the date is the bound.
+  assert.ok(second! > first!, 'retried once');
+  assert.ok(second! >= Date.parse(retryAt) - 5, `retried ${Date.parse(retryAt) - second!} ms before the Retry-After date`);
 });
 
 test('5xx retried then stored', async (t) => {
