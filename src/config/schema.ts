@@ -26,6 +26,8 @@ export type Rule =
 export interface CheckContext {
   file: string;
   env: NodeJS.ProcessEnv;
+  /** Key paths of secrets written in the file itself rather than named by `<key>Env`. */
+  inlineSecrets?: string[];
 }
 
 function describe(value: unknown, secret: boolean): string {
@@ -172,7 +174,10 @@ function resolveSecret(
 ): unknown {
   const inline = container[name];
   const envName = container[`${name}Env`];
-  if (envName === undefined) return inline;
+  if (envName === undefined) {
+    if (inline !== undefined) ctx.inlineSecrets?.push(key);
+    return inline;
+  }
   if (inline !== undefined) {
     throw new ConfigError(ctx.file, key, `set either "${name}" or "${name}Env", not both`);
   }

@@ -23,6 +23,7 @@ type Db = Kysely<Database> | Transaction<Database>;
 
 const PENDING = sql.raw<SqlBool>(`state in ('available', 'retryable', 'parked', 'no_token')`);
 const RUNNING = sql.raw<SqlBool>(`state = 'running'`);
+const RUNNING_R = sql.raw<SqlBool>(`r.state = 'running'`);
 const RUNNABLE = sql.raw<SqlBool>(`j.state in ('available', 'retryable')`);
 
 export interface NewJob {
@@ -87,21 +88,13 @@ export async function enqueue(db: Db, jobs: NewJob[], now = Date.now()): Promise
   }
 }
 
-// The id of the next runnable job whose lock key is free. INDEXED BY makes
-// SQLite walk jobs_runnable in run_at order and stop at the first match:
-// without it the planner picks jobs_state_finished and sorts every runnable
-// job on each claim, which under a burst of thousands of queued jobs took
-// the event loop away from the webhook for seconds. NOTE: INDEXED BY is
-// SQLite syntax; another dialect needs its own form of this query.
-function nextRunnableId(now: number) {
-  return sql<number>`(select j.id from jobs as j indexed by jobs_runnable
-    where j.state in ('available', 'retryable') and j.run_at <= ${now}
-      and not exists (select 1 from jobs as r where r.state = 'running' and r.lock_key = j.lock_key)
-    order by j.run_at, j.id limit 1)`;
-}
-
 /** Claims the next runnable job for `owner`, or returns undefined when none is due. */
 export async function claim(db: Db, owner: string, leaseMs: number, now = Date.now()): Promise<Job | undefined> {
+  return claimQuery(db, owner, leaseMs, now).executeTakeFirst();
+}
+
+/** The claim statement, unexecuted, so a test can check its query plan uses the jobs_runnable index. */
+export function claimQuery(db: Db, owner: string, leaseMs: number, now: number) {
   return db
     .updateTable('jobs')
     .set((eb) => ({
@@ -111,9 +104,27 @@ export async function claim(db: Db, owner: string, leaseMs: number, now = Date.n
       lease_until: now + leaseMs,
       updated_at: now,
     }))
-    .where('id', '=', nextRunnableId(now))
-    .returningAll()
-    .executeTakeFirst();
+    .where('id', '=', (eb) =>
+      eb
+        .selectFrom('jobs as j')
+        .select('j.id')
+        .where(RUNNABLE)
+        .where('j.run_at', '<=', now)
+        .where(({ not, exists, selectFrom }) =>
+          not(
+            exists(
+              selectFrom('jobs as r')
+                .select(sql.lit(1).as('one'))
+                .where(RUNNING_R)
+                .whereRef('r.lock_key', '=', 'j.lock_key'),
+            ),
+          ),
+        )
+        .orderBy('j.run_at')
+        .orderBy('j.id')
+        .limit(1),
+    )
+    .returningAll();
 }
 
 /** Extends a lease the owner still holds. Returns false when the lease was lost. */

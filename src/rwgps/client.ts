@@ -28,6 +28,17 @@ export interface RwgpsClientOptions {
   requestTimeoutMs: number;
   /** Largest response body read, in bytes; larger bodies are a permanent error. */
   maxBodyBytes?: number;
+  /** Called after every request that reached an outcome, for metrics and outage logging. */
+  onRequest?: (outcome: RequestOutcome) => void;
+}
+
+export interface RequestOutcome {
+  /** HTTP status of the last response, or null for a timeout or connection error. */
+  status: number | null;
+  kind: Classified['kind'];
+  /** Whole exchange, redirects and body included. */
+  durationMs: number;
+  message?: string;
 }
 
 const DEFAULT_MAX_BODY_BYTES = 128 * 1024 * 1024;
@@ -38,8 +49,10 @@ export class RwgpsClient {
   readonly #baseUrl: string;
   readonly #timeoutMs: number;
   readonly #maxBodyBytes: number;
+  readonly #onRequest: ((outcome: RequestOutcome) => void) | undefined;
 
   constructor(options: RwgpsClientOptions) {
+    this.#onRequest = options.onRequest;
     this.#baseUrl = options.baseUrl;
     this.#origin = new URL(options.baseUrl).origin;
     this.#timeoutMs = options.requestTimeoutMs;
@@ -60,6 +73,18 @@ export class RwgpsClient {
    * the headers counts as a timeout.
    */
   async get(pathAndQuery: string, credentials: Credentials, signal?: AbortSignal): Promise<Classified> {
+    const started = performance.now();
+    const result = await this.#get(pathAndQuery, credentials, signal);
+    this.#onRequest?.({
+      status: result.status,
+      kind: result.kind,
+      durationMs: performance.now() - started,
+      ...('message' in result ? { message: result.message } : {}),
+    });
+    return result;
+  }
+
+  async #get(pathAndQuery: string, credentials: Credentials, signal?: AbortSignal): Promise<Classified> {
     const timeout = AbortSignal.timeout(this.#timeoutMs);
     const combined = signal ? AbortSignal.any([signal, timeout]) : timeout;
     let url = new URL(pathAndQuery, `${this.#baseUrl}/`);

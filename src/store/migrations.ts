@@ -140,6 +140,20 @@ export const MIGRATIONS: readonly Migration[] = [
       sql`CREATE INDEX oauth_states_expires_at ON oauth_states (expires_at)`,
     ],
   },
+  {
+    version: 3,
+    name: 'indexes for retention that leave the claim query on jobs_runnable',
+    statements: [
+      // Without table statistics SQLite preferred jobs_state_finished
+      // (state, finished_at) for the claim query and sorted every runnable
+      // job by run_at on each claim. Partial indexes serve retention and
+      // `status` without offering the planner an index on state.
+      sql`DROP INDEX IF EXISTS jobs_state_finished`,
+      sql`CREATE INDEX jobs_finished_at ON jobs (finished_at) WHERE state IN ('completed', 'discarded')`,
+      sql`CREATE INDEX jobs_dead_finished_at ON jobs (finished_at) WHERE state = 'dead'`,
+      sql`CREATE INDEX job_attempts_finished_at ON job_attempts (finished_at)`,
+    ],
+  },
 ];
 
 /** Applies every migration newer than the database, in order. Returns how many ran. */
