@@ -83,7 +83,8 @@ export function writeConfig(dir: string, config: Overrides | string, name = 'con
 /** A logger whose JSON lines are kept for assertions. */
 export class LogCapture {
   readonly lines: string[] = [];
-  readonly logger: Logger = createLogger({ level: 'debug', sink: { write: (line: string) => this.lines.push(line) } });
+  // Repeat counting is off so that tests see every line the service writes.
+  readonly logger: Logger = createLogger({ level: 'debug', repeatWindowMs: 0, sink: { write: (line: string) => this.lines.push(line) } });
 
   get records(): Record<string, unknown>[] {
     return this.lines.map((line) => JSON.parse(line) as Record<string, unknown>);
