@@ -33,6 +33,13 @@ export interface CheckContext {
 function describe(value: unknown, secret: boolean): string {
   if (secret && value !== undefined && value !== null && value !== '') return '(a hidden value)';
   if (value === undefined) return 'nothing';
+  // Objects and arrays are summarised, not printed: they may hold a secret
+  // (a "clients" object with a clientSecret in it, for example).
+  if (Array.isArray(value)) return `an array of ${value.length} entr${value.length === 1 ? 'y' : 'ies'}`;
+  if (typeof value === 'object' && value !== null) {
+    const keys = Object.keys(value);
+    return keys.length === 0 ? 'an empty object' : `an object with keys ${keys.join(', ')}`;
+  }
   const text = JSON.stringify(value);
   return text.length > 60 ? `${text.slice(0, 57)}...` : text;
 }
@@ -121,7 +128,9 @@ export function check(rule: Rule, value: unknown, key: string, ctx: CheckContext
 
 function checkObject(fields: Record<string, Rule>, value: unknown, key: string, ctx: CheckContext) {
   if (value === undefined) value = {};
-  if (!isPlainObject(value)) fail(ctx, key === '' ? '(top level)' : key, 'an object', value);
+  // A value in place of an object that holds a secret may be that secret.
+  const holdsSecret = Object.values(fields).some((rule) => rule.type === 'string' && rule.secret === true);
+  if (!isPlainObject(value)) fail(ctx, key === '' ? '(top level)' : key, 'an object', value, holdsSecret);
   const prefix = key === '' ? '' : `${key}.`;
 
   for (const name of Object.keys(value)) {
