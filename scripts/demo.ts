@@ -25,12 +25,14 @@ async function run(): Promise<void> {
   writeFileSync(
     configPath,
     JSON.stringify({
-      server: { host: '127.0.0.1', port: 0 },
+      // The demo does not use OAuth; a publicUrl keeps the start-up quiet.
+      server: { host: '127.0.0.1', port: 0, publicUrl: 'http://127.0.0.1' },
       database: { path: './demo.db' },
       rwgps: { baseUrl: fake.url },
       clients: [CLIENT],
       worker: { backoffBaseMs: 200, pollIntervalMs: 100 },
     }),
+    { mode: 0o600 },
   );
   const config = loadConfig(configPath);
   const service = await startService(config, createLogger({ level: 'info' }));

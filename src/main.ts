@@ -59,6 +59,15 @@ export async function main(argv: string[], context: Omit<CommandContext, 'argv'>
   }
 }
 
+// `rwgps-sync jobs list | head` closes the pipe early; that ends the output,
+// it is not an error worth a stack trace.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on('error', (error: NodeJS.ErrnoException) => {
+    if (error.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+    throw error;
+  });
+}
+
 main(process.argv.slice(2), { env: process.env, stdout: process.stdout, stderr: process.stderr }).then(
   (code) => {
     process.exitCode = code;

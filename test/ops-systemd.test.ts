@@ -23,7 +23,7 @@ test('systemd unit passes systemd-analyze verify', { skip: existsSync(ANALYZE) ?
   for (const line of ['NoNewPrivileges=yes', 'ProtectSystem=strict', 'ReadWritePaths=/var/lib/rwgps-sync', 'PrivateTmp=yes', 'User=rwgps-sync', 'Restart=on-failure']) {
     assert.ok(text.includes(`\n${line}\n`), `the unit sets ${line}`);
   }
-  assert.match(text, /^ExecStart=\/usr\/bin\/node --import tsx \/opt\/rwgps-sync\/src\/main\.ts serve --config \/etc\/rwgps-sync\/config\.json$/m);
+  assert.match(text, /^ExecStart=\/usr\/local\/bin\/rwgps-sync serve --config \/etc\/rwgps-sync\/config\.json$/m);
 
   const good = verify(dir, text);
   assert.equal(good.status, 0, good.output);

@@ -143,7 +143,7 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
   try {
     raw = JSON.parse(text);
   } catch (error) {
-    throw new ConfigError(absolute, '', `not valid JSON: ${(error as Error).message}`);
+    throw new ConfigError(absolute, '', `not valid JSON: ${describeJsonError(error as Error, text)}`);
   }
 
   const inlineSecrets: string[] = [];
@@ -151,6 +151,16 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
   checkRelations(config, absolute);
   config.database.path = resolve(dirname(absolute), config.database.path);
   return Object.freeze({ ...config, file: absolute, inlineSecretKeys: inlineSecrets });
+}
+
+/** Adds the line and column to JSON.parse's message, which gives only a character position. */
+function describeJsonError(error: Error, text: string): string {
+  const match = /at position (\d+)/.exec(error.message);
+  if (!match) return error.message;
+  const before = text.slice(0, Number(match[1]));
+  const line = before.split('\n').length;
+  const column = before.length - before.lastIndexOf('\n');
+  return `${error.message} (line ${line}, column ${column})`;
 }
 
 function checkRelations(config: Omit<Config, 'file' | 'inlineSecretKeys'>, file: string): void {

@@ -114,6 +114,7 @@ export async function openStore(path: string, options: StoreOptions): Promise<St
   if (options.mustExist && !existsSync(path)) {
     throw new Error(`database ${path} not found; check database.path in the config`);
   }
+  createPrivateFile(path);
   const raw = openSqlite(path, { busyTimeoutMs: options.busyTimeoutMs, fileMustExist: options.mustExist === true });
   try {
     raw.pragma('journal_mode = WAL');
@@ -223,6 +224,25 @@ export class BackupError extends Error {
 }
 
 /**
+ * Creates an empty database file readable only by its owner, unless it
+ * exists. The database holds users' tokens, and SQLite gives the -wal and
+ * -shm files the permissions of the database file.
+ */
+function createPrivateFile(path: string): void {
+  if (path === ':memory:' || path === '' || existsSync(path)) return;
+  const folder = dirname(resolve(path));
+  if (!existsSync(folder)) {
+    throw new Error(`database folder ${folder} does not exist; create it or change database.path in the config`);
+  }
+  try {
+    closeSync(openSync(path, 'wx', 0o600));
+  } catch (error) {
+    // Another process created it first: that is fine.
+    if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+  }
+}
+
+/**
  * Writes a consistent copy of the open database to `target` while other
  * connections keep writing.
  *
@@ -249,6 +269,9 @@ export async function backupDatabase(store: Store, target: string, options: { fo
 
   const temporary = join(folder, `.${basename(destination)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
   try {
+    // VACUUM INTO accepts an existing empty file; creating it first keeps
+    // the copy, tokens included, private from its first byte.
+    closeSync(openSync(temporary, 'wx', 0o600));
     await sql`vacuum into ${temporary}`.execute(store.db);
     syncFile(temporary);
     const verified = await verifyCopy(temporary);
