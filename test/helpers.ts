@@ -188,14 +188,15 @@ export function delivery(...notifications: NotificationFields[]): { notification
 }
 
 /**
- * Polls `predicate` until it returns a truthy value, and returns that value.
- * Fails with `what` and the last value seen when the deadline passes.
+ * Polls `predicate` every `intervalMs` (default 25) until it returns a truthy
+ * value, and returns that value. Fails with `what` and the last value seen when
+ * `timeoutMs` (default 20 000) passes. The ops and sync helpers re-export it.
  */
 export async function waitFor<T>(
   predicate: () => T | Promise<T>,
   options: { what: string; timeoutMs?: number; intervalMs?: number },
 ): Promise<NonNullable<T>> {
-  const timeoutMs = options.timeoutMs ?? 10_000;
+  const timeoutMs = options.timeoutMs ?? 20_000;
   const deadline = Date.now() + timeoutMs;
   let last: T | undefined;
   for (;;) {

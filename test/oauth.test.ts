@@ -51,7 +51,7 @@ test('OAuth happy path connects and backfills', async (t) => {
   const exchange = stack.fake.requests.find((request) => request.path === '/oauth/token.json');
   assert.equal(exchange?.method, 'POST');
 
-  await waitFor('the backfill to finish', async () => (await getUser(stack.service.store.db, 7))?.backfill_state === 'done');
+  await waitFor(async () => (await getUser(stack.service.store.db, 7))?.backfill_state === 'done', { what: 'the backfill to finish' });
   const library = await listLibrary(stack.service.store.db, 7);
   assert.deepEqual(library.map((entry) => `${entry.type}:${entry.id}:${entry.relation}`), ['route:70:owner', 'trip:71:owner']);
   const text = JSON.stringify(stack.logs);
@@ -158,7 +158,7 @@ test('revoked user is parked, reconnect catches up', async (t) => {
   const stack = await startWithUser(t);
   const { db } = stack.service.store;
   assert.equal((await followRedirects(`${stack.service.url}/connect`)).status, 200);
-  await waitFor('the backfill', async () => (await getUser(db, 7))?.backfill_state === 'done');
+  await waitFor(async () => (await getUser(db, 7))?.backfill_state === 'done', { what: 'the backfill' });
   const firstToken = (await getUser(db, 7))!.token;
 
   // The user revokes access at RWGPS, then changes a route: the sync gets 401.
@@ -169,7 +169,7 @@ test('revoked user is parked, reconnect catches up', async (t) => {
     run_at: Date.now(), created_at: Date.now(), updated_at: Date.now(),
   }).execute();
   stack.service.worker.notify();
-  await waitFor('the user to be parked', async () => (await getUser(db, 7))?.status === 'reauthorization_required');
+  await waitFor(async () => (await getUser(db, 7))?.status === 'reauthorization_required', { what: 'the user to be parked' });
   assert.equal(await countJobs(stack.service, 'sync', 7, ['parked']), 1);
 
   const { status } = await followRedirects(`${stack.service.url}/connect`);

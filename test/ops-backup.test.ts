@@ -29,7 +29,7 @@ test('backup under load, then restore', async (t) => {
     }
   };
   const senders = [0, 1, 2, 3].map(sender);
-  await waitFor('100 deliveries before the backup', () => answered.length >= 100);
+  await waitFor(() => answered.length >= 100, { what: '100 deliveries before the backup' });
 
   // Every delivery answered 200 before the backup process starts was committed before it.
   const committedBefore = answered.map((entry) => entry.id);
@@ -76,8 +76,10 @@ test('backup under load, then restore', async (t) => {
   fake.putRoute({ id: 777, userId: 1, name: 'After restore' });
   const after = await postWebhook(second.service.url, JSON.stringify({ notifications: [notification(1, 777)] }));
   assert.equal(after.status, 200);
-  await waitFor('route 777 synced after restore', async () =>
-    second.service.store.db.selectFrom('items').select('synced_at').where('type', '=', 'route').where('id', '=', 777).where('synced_at', 'is not', null).executeTakeFirst(),
+  await waitFor(
+    async () =>
+      second.service.store.db.selectFrom('items').select('synced_at').where('type', '=', 'route').where('id', '=', 777).where('synced_at', 'is not', null).executeTakeFirst(),
+    { what: 'route 777 synced after restore' },
   );
   await second.service.close(1000);
   const live = await verifyCopy(dbPath);

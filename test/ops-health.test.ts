@@ -18,7 +18,7 @@ test('readyz and webhook with a read-only database', async (t) => {
   const { service, lines } = await startRunning(t, writeConfig(dir, fake.url));
   const body = JSON.stringify({ notifications: [notification(1, 5)] });
 
-  await waitFor('worker loop', () => service.worker.lastLoopAt > 0);
+  await waitFor(() => service.worker.lastLoopAt > 0, { what: 'worker loop' });
   const ready = await fetch(`${service.url}/readyz`);
   const readyBody = await ready.json() as any;
   assert.equal(ready.status, 200);

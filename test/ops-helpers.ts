@@ -123,16 +123,7 @@ export function postWebhook(url: string, body: string, signature = signBody(body
   });
 }
 
-/** Polls `check` until it returns a truthy value or `timeoutMs` passes; then throws with `what`. */
-export async function waitFor<T>(what: string, check: () => T | Promise<T>, timeoutMs = 20_000, intervalMs = 50): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await check();
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, intervalMs));
-  }
-}
+export { waitFor } from './helpers.ts';
 
 export interface CliResult {
   code: number | null;

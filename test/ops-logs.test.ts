@@ -27,7 +27,7 @@ test('repeated errors are counted', async () => {
   ]);
   assert.equal(lines[0]!.jobId, 0);
 
-  await waitFor('the summary line', () => lines.length === 6, 5000, 20);
+  await waitFor(() => lines.length === 6, { what: 'the summary line', timeoutMs: 5000, intervalMs: 20 });
   const summary = lines[5]!;
   assert.equal(summary.msg, 'repeated log lines suppressed');
   assert.equal(summary.level, 'warn');
@@ -60,10 +60,10 @@ test('RWGPS outage in the service logs once', async (t) => {
   const body = JSON.stringify({ notifications: Array.from({ length: 10 }, (_, i) => notification(1, i + 1)) });
   assert.equal((await postWebhook(service.url, body)).status, 200);
 
-  await waitFor('all ten routes synced', async () => {
+  await waitFor(async () => {
     const rows = await service.store.db.selectFrom('items').select('id').where('synced_at', 'is not', null).execute();
     return rows.length === 10;
-  }, 30_000, 100);
+  }, { what: 'all ten routes synced', timeoutMs: 30_000, intervalMs: 100 });
   const failed = lines.filter((line) => line.msg === 'job attempt failed; will retry');
   assert.equal(failed.length, 1, `30 failed attempts with one error text write one line, got ${failed.length}`);
   assert.equal(lines.filter((line) => line.msg === 'RWGPS unavailable').length, 1);
@@ -105,10 +105,10 @@ test('status and jobs commands', async (t) => {
   const { service } = await startRunning(t, configPath);
   const body = JSON.stringify({ notifications: [notification(1, 31), notification(1, 32)] });
   assert.equal((await postWebhook(service.url, body)).status, 200);
-  await waitFor('both jobs finished', async () => {
+  await waitFor(async () => {
     const rows = await service.store.db.selectFrom('jobs').select('state').where('state', 'in', ['completed', 'dead']).execute();
     return rows.length === 2;
-  });
+  }, { what: 'both jobs finished' });
 
   const status = await runCli(['status', '--json', '--config', configPath]);
   assert.equal(status.code, 0, status.stderr);
@@ -143,7 +143,8 @@ test('status and jobs commands', async (t) => {
 
   const retried = await runCli(['jobs', 'retry', '--dead', '--config', configPath]);
   assert.equal(retried.stdout, '1 job queued again\n');
-  await waitFor('route 32 synced after retry', async () =>
-    service.store.db.selectFrom('items').select('id').where('id', '=', 32).where('synced_at', 'is not', null).executeTakeFirst(),
+  await waitFor(
+    async () => service.store.db.selectFrom('items').select('id').where('id', '=', 32).where('synced_at', 'is not', null).executeTakeFirst(),
+    { what: 'route 32 synced after retry' },
   );
 });

@@ -56,7 +56,7 @@ test('metrics present and moving', async (t) => {
   const body = JSON.stringify({ notifications: [notification(1, 11), notification(1, 12, 'updated'), notification(2, 13, 'deleted')] });
   assert.equal((await postWebhook(service.url, body)).status, 200);
   assert.equal((await postWebhook(service.url, body, '0'.repeat(64))).status, 401);
-  await waitFor('three jobs completed', async () => sample(await scrape(service.url), 'rwgps_sync_jobs{state="completed"}') === 3);
+  await waitFor(async () => sample(await scrape(service.url), 'rwgps_sync_jobs{state="completed"}') === 3, { what: 'three jobs completed' });
 
   const after = await scrape(service.url);
   assert.equal(sample(after, 'rwgps_sync_deliveries_accepted_total'), 1);

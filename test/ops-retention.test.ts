@@ -63,8 +63,8 @@ test('retention keeps the tables bounded', async (t) => {
     await insertHistory(store, 100, 1, base + 20_000); // recent: kept
     await insertHistory(store, 20, 60, base + 30_000, 'dead'); // dead: kept with their history; their deliveries are pruned
 
-    await waitFor(`round ${round} pruned`, async () => (await count(store, 'deliveries')) === (round + 1) * 400, 30_000, 100);
-    await waitFor(`round ${round} jobs pruned`, async () => (await count(store, 'jobs')) === (round + 1) * 120, 30_000, 100);
+    await waitFor(async () => (await count(store, 'deliveries')) === (round + 1) * 400, { what: `round ${round} pruned`, timeoutMs: 30_000, intervalMs: 100 });
+    await waitFor(async () => (await count(store, 'jobs')) === (round + 1) * 120, { what: `round ${round} jobs pruned`, timeoutMs: 30_000, intervalMs: 100 });
     assert.equal(await count(store, 'ignored_notifications'), (round + 1) * 400, 'ignored notifications go with their delivery');
     // Attempts of pruned jobs go with them (cascade); those of the dead jobs stay.
     assert.equal(await count(store, 'job_attempts'), (round + 1) * 120);
@@ -72,7 +72,7 @@ test('retention keeps the tables bounded', async (t) => {
     assert.equal(dead.length, (round + 1) * 20, 'dead jobs are kept until retried or discarded');
   }
   // The rows are gone before the pass that removed them logs its line.
-  await waitFor('two prune log lines', async () => lines.filter((line) => line.msg === 'pruned old history').length >= 2, 30_000, 100);
+  await waitFor(async () => lines.filter((line) => line.msg === 'pruned old history').length >= 2, { what: 'two prune log lines', timeoutMs: 30_000, intervalMs: 100 });
   const pruneLines = lines.filter((line) => line.msg === 'pruned old history');
   assert.ok(pruneLines.length >= 2);
   assert.ok(pruneLines.every((line) => typeof line.durationMs === 'number'));

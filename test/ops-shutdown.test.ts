@@ -33,13 +33,13 @@ test('SIGTERM mid-burst loses nothing', async (t) => {
   child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
 
-  const started = await waitFor('serve to start', () => stdout.split('\n').find((line) => line.includes('"rwgps-sync started"')), 30_000);
+  const started = await waitFor(() => stdout.split('\n').find((line) => line.includes('"rwgps-sync started"')), { what: 'serve to start', timeoutMs: 30_000 });
   const url = `http://127.0.0.1:${JSON.parse(started!).port}`;
 
   // The stalled job must be in flight when the signal arrives.
   const stallBody = JSON.stringify({ notifications: [notification(1, 999)] });
   assert.equal((await postWebhook(url, stallBody)).status, 200);
-  await waitFor('the stalled request to reach RWGPS', () => fake.requests.some((request) => request.path === '/api/v1/routes/999.json'));
+  await waitFor(() => fake.requests.some((request) => request.path === '/api/v1/routes/999.json'), { what: 'the stalled request to reach RWGPS' });
 
   const results: { marker: number; result: PostResult }[] = [];
   let next = 0;

@@ -65,6 +65,6 @@ test('WAL size bounded after sustained load', async (t) => {
   assert.ok(maxWal < JOURNAL_SIZE_LIMIT_BYTES, `the -wal file peaked at ${maxWal} bytes`);
   assert.ok(resets >= 2, `the -wal file was truncated ${resets} times during the load; it must start over despite the reader`);
 
-  await waitFor('jobs to finish', async () => (await service.store.db.selectFrom('jobs').select('id').where('state', 'in', ['available', 'running', 'retryable']).limit(1).execute()).length === 0, 60_000, 200);
-  await waitFor('the idle checkpoint to empty the -wal file', () => databaseFileSizes(dbPath).wal === 0, 20_000, 100);
+  await waitFor(async () => (await service.store.db.selectFrom('jobs').select('id').where('state', 'in', ['available', 'running', 'retryable']).limit(1).execute()).length === 0, { what: 'jobs to finish', timeoutMs: 60_000, intervalMs: 200 });
+  await waitFor(() => databaseFileSizes(dbPath).wal === 0, { what: 'the idle checkpoint to empty the -wal file', timeoutMs: 20_000, intervalMs: 100 });
 });

@@ -9,6 +9,7 @@ import { loadConfig, type Config } from '../src/config/config.ts';
 import { createLogger } from '../src/log.ts';
 import { startService, type Service } from '../src/service.ts';
 import { FakeRwgps } from '../scripts/fake-rwgps.ts';
+import { waitFor } from './helpers.ts';
 
 export const CLIENT = { apiKey: 'key-1', clientId: 'client-1', clientSecret: 'secret-1' };
 
@@ -60,16 +61,7 @@ function freePort(): Promise<number> {
   });
 }
 
-/** Polls `check` until it returns a value other than undefined or false, or fails after `timeoutMs`. */
-export async function waitFor<T>(what: string, check: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 20_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await check();
-    if (value !== undefined && value !== false) return value;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
-}
+export { waitFor };
 
 export interface Hop {
   url: string;
@@ -110,7 +102,6 @@ export async function countJobs(service: Service, kind: string, userId: number, 
 /** Waits until no job is available, running or retryable. */
 export async function waitForIdle(service: Service, timeoutMs = 30_000): Promise<void> {
   await waitFor(
-    'the queue to drain',
     async () => {
       const row = await service.store.db
         .selectFrom('jobs')
@@ -119,6 +110,6 @@ export async function waitForIdle(service: Service, timeoutMs = 30_000): Promise
         .executeTakeFirstOrThrow();
       return Number(row.n) === 0;
     },
-    timeoutMs,
+    { what: 'the queue to drain', timeoutMs },
   );
 }

@@ -13,7 +13,7 @@ async function connect(stack: Stack, userId: number, token: string, tokenKind: '
 }
 
 async function backfilled(stack: Stack, userId: number) {
-  await waitFor(`user ${userId}'s backfill`, async () => (await getUser(stack.service.store.db, userId))?.backfill_state === 'done', 60_000);
+  await waitFor(async () => (await getUser(stack.service.store.db, userId))?.backfill_state === 'done', { what: `user ${userId}'s backfill`, timeoutMs: 60_000 });
 }
 
 async function libraryIds(stack: Stack, userId: number): Promise<number[]> {
@@ -108,7 +108,7 @@ test('lost delivery recovered by next webhook', async (t) => {
   stack.fake.putRoute({ id: 42, userId: 4 });
   assert.equal((await post(stack, stack.fake.takeNotifications())).status, 200);
 
-  await waitFor('route 41 to be recovered', async () => (await libraryIds(stack, 4)).includes(41));
+  await waitFor(async () => (await libraryIds(stack, 4)).includes(41), { what: 'route 41 to be recovered' });
   await waitForIdle(stack.service);
   assert.deepEqual(await libraryIds(stack, 4), [40, 41, 42]);
   const sync = stack.fake.requests.filter((request) => request.path === '/api/v1/sync.json').at(-1)!;
@@ -127,7 +127,7 @@ test('lost delivery recovered by reconciliation', async (t) => {
 
   stack.fake.putRoute({ id: 50, userId: 5 });
   stack.fake.takeNotifications(); // dropped on purpose
-  await waitFor('route 50 to be recovered', async () => (await libraryIds(stack, 5)).includes(50));
+  await waitFor(async () => (await libraryIds(stack, 5)).includes(50), { what: 'route 50 to be recovered' });
   assert.ok(stack.logs.some((line) => line.msg === 'reconciliation round planned'));
 });
 
@@ -162,7 +162,7 @@ test('sync backs off on 429 and stops on 401', async (t) => {
   stack.fake.injectFault({ path: '/api/v1/sync.json', fault: { kind: 'status', status: 401 } });
   stack.fake.putRoute({ id: 91, userId: 9 });
   assert.equal((await post(stack, stack.fake.takeNotifications())).status, 200);
-  await waitFor('user 9 to be parked', async () => (await getUser(stack.service.store.db, 9))?.status === 'reauthorization_required');
+  await waitFor(async () => (await getUser(stack.service.store.db, 9))?.status === 'reauthorization_required', { what: 'user 9 to be parked' });
 });
 
 test('users remove revokes and purges', async (t) => {
