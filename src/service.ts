@@ -26,7 +26,11 @@ export async function startService(config: Config, logger: Logger): Promise<Serv
     busyTimeoutMs: config.database.busyTimeoutMs,
   });
   const { db } = store;
-  const rwgps = new RwgpsClient({ baseUrl: config.rwgps.baseUrl, requestTimeoutMs: config.worker.requestTimeoutMs });
+  const rwgps = new RwgpsClient({
+    baseUrl: config.rwgps.baseUrl,
+    requestTimeoutMs: config.worker.requestTimeoutMs,
+    maxRequestsPerSecond: config.rwgps.maxRequestsPerSecond,
+  });
 
   const worker = new Worker({
     db,

@@ -17,7 +17,7 @@ export interface Config {
   file: string;
   server: { host: string; port: number; publicUrl: string | null };
   database: { path: string; synchronous: Synchronous; busyTimeoutMs: number };
-  rwgps: { baseUrl: string };
+  rwgps: { baseUrl: string; maxRequestsPerSecond: number };
   clients: ClientConfig[];
   worker: {
     concurrency: number;
@@ -56,6 +56,7 @@ const rules: Rule = {
       type: 'object',
       fields: {
         baseUrl: { type: 'url', default: 'https://ridewithgps.com', protocols: ['https', 'http'] },
+        maxRequestsPerSecond: { type: 'integer', default: 10, min: 0, max: 10_000 },
       },
     },
     clients: {

@@ -51,6 +51,9 @@ export class Worker {
   #stopping = false;
   #loopDone: Promise<void> = Promise.resolve();
   #wake: (() => void) | null = null;
+  // Set by notify() while the loop is busy claiming, so that the next sleep
+  // returns at once instead of missing work queued during the claim.
+  #wakePending = false;
   #lastLoopAt = 0;
   #lastRescueAt = 0;
 
@@ -75,7 +78,8 @@ export class Worker {
 
   /** Wakes the loop at once, for example after a webhook queued work. */
   notify(): void {
-    this.#wake?.();
+    if (this.#wake) this.#wake();
+    else this.#wakePending = true;
   }
 
   /**
@@ -107,6 +111,7 @@ export class Worker {
   async #loop(): Promise<void> {
     const { db, concurrency, leaseMs, pollIntervalMs, logger } = this.#options;
     while (!this.#stopping) {
+      this.#wakePending = false;
       try {
         const now = Date.now();
         if (now - this.#lastRescueAt >= Math.min(leaseMs / 4, 5000)) {
@@ -129,6 +134,10 @@ export class Worker {
   }
 
   #sleep(ms: number): Promise<void> {
+    if (this.#wakePending) {
+      this.#wakePending = false;
+      return Promise.resolve();
+    }
     return new Promise((resolve) => {
       const timer = setTimeout(done, ms);
       const self = this;
