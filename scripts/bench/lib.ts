@@ -152,7 +152,9 @@ export function startReadyChild(
   args: string[],
   options: { env?: NodeJS.ProcessEnv; onLine?: (line: string) => void; execArgv?: string[]; timeoutMs?: number } = {},
 ): Promise<ReadyChild> {
-  const child = spawn(process.execPath, [...(options.execArgv ?? []), '--import', 'tsx', script, ...args], {
+  // BENCH_CPU_PROF=<dir> writes a V8 CPU profile of every child to <dir>.
+  const profile = process.env.BENCH_CPU_PROF ? ['--cpu-prof', '--cpu-prof-dir', process.env.BENCH_CPU_PROF] : [];
+  const child = spawn(process.execPath, [...profile, ...(options.execArgv ?? []), '--import', 'tsx', script, ...args], {
     cwd: REPO_ROOT,
     env: { ...process.env, ...options.env },
     stdio: ['ignore', 'pipe', 'inherit'],

@@ -1,4 +1,5 @@
 import { sql, type Kysely, type Selectable, type SqlBool, type Transaction } from 'kysely';
+import { indexedBy } from '../store/db.ts';
 import type { Database, JobsTable, JobState } from '../store/schema.ts';
 
 // The job queue on top of the jobs table.
@@ -88,39 +89,25 @@ export async function enqueue(db: Db, jobs: NewJob[], now = Date.now()): Promise
   }
 }
 
-/** Claims the next runnable job for `owner`, or returns undefined when none is due. */
+/**
+ * Claims the next runnable job for `owner`, or returns undefined when none is due.
+ * Written as one statement so that the lease and the attempt are set together.
+ * The subquery walks the jobs_runnable partial index in run_at order, so its
+ * cost does not grow with the finished jobs kept in the table.
+ */
 export async function claim(db: Db, owner: string, leaseMs: number, now = Date.now()): Promise<Job | undefined> {
-  return db
-    .updateTable('jobs')
-    .set((eb) => ({
-      state: 'running',
-      attempt: eb('attempt', '+', 1),
-      lease_owner: owner,
-      lease_until: now + leaseMs,
-      updated_at: now,
-    }))
-    .where('id', '=', (eb) =>
-      eb
-        .selectFrom('jobs as j')
-        .select('j.id')
-        .where(RUNNABLE)
-        .where('j.run_at', '<=', now)
-        .where(({ not, exists, selectFrom }) =>
-          not(
-            exists(
-              selectFrom('jobs as r')
-                .select(sql.lit(1).as('one'))
-                .where(RUNNING_R)
-                .whereRef('r.lock_key', '=', 'j.lock_key'),
-            ),
-          ),
-        )
-        .orderBy('j.run_at')
-        .orderBy('j.id')
-        .limit(1),
+  const result = await sql<Job>`
+    update jobs
+    set state = 'running', attempt = attempt + 1, lease_owner = ${owner}, lease_until = ${now + leaseMs}, updated_at = ${now}
+    where id = (
+      select j.id from jobs as j ${indexedBy('jobs_runnable')}
+      where ${RUNNABLE} and j.run_at <= ${now}
+        and not exists (select 1 from jobs as r where ${RUNNING_R} and r.lock_key = j.lock_key)
+      order by j.run_at, j.id
+      limit 1
     )
-    .returningAll()
-    .executeTakeFirst();
+    returning *`.execute(db);
+  return result.rows[0];
 }
 
 /** Extends a lease the owner still holds. Returns false when the lease was lost. */
