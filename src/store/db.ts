@@ -1,7 +1,6 @@
 import BetterSqlite3 from 'better-sqlite3';
 import {
   CompiledQuery,
-  sql,
   Kysely,
   SqliteDialect,
   SqliteDriver,
@@ -10,7 +9,6 @@ import {
   type SqliteDatabase,
   type SqliteDialectConfig,
   type SqliteStatement,
-  type RawBuilder,
 } from 'kysely';
 import { migrate } from './migrations.ts';
 import type { Database } from './schema.ts';
@@ -119,14 +117,15 @@ export async function openStore(path: string, options: StoreOptions): Promise<St
 }
 
 /**
- * Returns an `INDEXED BY <index>` clause for a table in a FROM clause.
+ * Returns the SQL text `indexed by <index>` for a table in a FROM clause.
  * Without statistics (ANALYZE) SQLite's planner may prefer a plain index on
  * `state` and sort every waiting job, so a query whose cost must stay flat
  * as the table grows names its partial index here. SQLite rejects the query
  * if the index cannot serve it, so a broken hint fails loudly, never slowly.
  */
-export function indexedBy(index: string): RawBuilder<unknown> {
-  return sql`indexed by ${sql.id(index)}`;
+export function indexedBy(index: string): string {
+  if (!/^[a-z_][a-z0-9_]*$/.test(index)) throw new Error(`invalid index name ${JSON.stringify(index)}`);
+  return `indexed by ${index}`;
 }
 
 const UNAVAILABLE_CODES = /^SQLITE_(BUSY|LOCKED|FULL|READONLY|IOERR|CANTOPEN|CORRUPT|NOTADB|PROTOCOL)/;
