@@ -243,7 +243,9 @@ export async function rescueExpiredLeases(db: Kysely<Database>, now = Date.now()
       } else if (await hasWaitingSibling(trx, job)) {
         await trx.updateTable('jobs').set({ ...common, state: 'discarded', finished_at: now }).where('id', '=', job.id).execute();
       } else {
-        await trx.updateTable('jobs').set({ ...common, state: 'retryable', run_at: now }).where('id', '=', job.id).execute();
+        // run_at stays as it was: the job was already due, and keeping its
+        // place in run_at order runs it before work queued after it.
+        await trx.updateTable('jobs').set({ ...common, state: 'retryable' }).where('id', '=', job.id).execute();
       }
     }
     return expired.length;
