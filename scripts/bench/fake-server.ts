@@ -9,7 +9,7 @@
 
 import { parseArgs } from 'node:util';
 import { FakeRwgps } from '../fake-rwgps.ts';
-import { BENCH_CLIENT, BENCH_USERS, userToken } from './ingest-load.ts';
+import { BENCH_CLIENT, BENCH_USERS, ownerOf, userToken } from './ingest-load.ts';
 
 const { values } = parseArgs({
   options: {
@@ -18,10 +18,6 @@ const { values } = parseArgs({
     trips: { type: 'string', default: '0:0' },
   },
 });
-
-export function ownerOf(id: number): number {
-  return BENCH_USERS[id % BENCH_USERS.length]!;
-}
 
 async function main(): Promise<void> {
   const fake = await FakeRwgps.start({ clients: [BENCH_CLIENT], latencyMs: Number(values.latency) });

@@ -8,6 +8,11 @@ export const BENCH_CLIENT = { apiKey: 'bench-api-key', clientId: 'bench-client',
 export const BENCH_USERS = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10];
 export const NOTIFICATIONS_PER_DELIVERY = 100;
 
+/** The benchmark user who owns route or trip `id` at the fake. */
+export function ownerOf(id: number): number {
+  return BENCH_USERS[id % BENCH_USERS.length]!;
+}
+
 export function userToken(userId: number): string {
   return `bench-token-${userId}`;
 }
