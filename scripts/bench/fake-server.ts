@@ -6,16 +6,18 @@
 //   --latency MS       delay before every API response
 //   --routes N         routes 1..N owned by the benchmark users, 100 points each
 //   --trips N:POINTS   trips 1..N with POINTS track points each
+//   --big-trip ID:POINTS  one more trip, for the footprint benchmark
 
 import { parseArgs } from 'node:util';
 import { FakeRwgps } from '../fake-rwgps.ts';
-import { BENCH_CLIENT, BENCH_USERS, ownerOf, userToken } from './ingest-load.ts';
+import { BENCH_CLIENT, BENCH_USERS, ownerOf, userToken } from './fixtures.ts';
 
 const { values } = parseArgs({
   options: {
     latency: { type: 'string', default: '50' },
     routes: { type: 'string', default: '0' },
     trips: { type: 'string', default: '0:0' },
+    'big-trip': { type: 'string' },
   },
 });
 
@@ -26,6 +28,10 @@ async function main(): Promise<void> {
   for (let id = 1; id <= routes; id++) fake.putRoute({ id, userId: ownerOf(id), trackPoints: 100 });
   const [trips, points] = values.trips.split(':').map(Number) as [number, number];
   for (let id = 1; id <= trips; id++) fake.putTrip({ id, userId: ownerOf(id), trackPoints: points });
+  if (values['big-trip']) {
+    const [id, bigPoints] = values['big-trip'].split(':').map(Number) as [number, number];
+    fake.putTrip({ id, userId: ownerOf(id), trackPoints: bigPoints });
+  }
   fake.takeNotifications();
 
   console.log(`READY ${JSON.stringify({ url: fake.url })}`);

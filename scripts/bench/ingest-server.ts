@@ -22,7 +22,7 @@ import { checkSignature } from '../../src/intake/signature.ts';
 import { createLogger } from '../../src/log.ts';
 import { startService } from '../../src/service.ts';
 import { connectUser } from '../../src/store/users.ts';
-import { BENCH_CLIENT, BENCH_USERS, userToken } from './ingest-load.ts';
+import { BENCH_CLIENT, BENCH_USERS, userToken } from './fixtures.ts';
 
 const { values } = parseArgs({
   options: {

@@ -9,7 +9,8 @@
 
 import { join } from 'node:path';
 import { FakeRwgps } from '../fake-rwgps.ts';
-import { BENCH_CLIENT, BENCH_USERS, runLoad, userToken, type LoadResult } from './ingest-load.ts';
+import { BENCH_CLIENT, BENCH_USERS, userToken } from './fixtures.ts';
+import { runLoad, type LoadResult } from './ingest-load.ts';
 import { childUrl, parseBenchArgs, printTable, round, startReadyChild, tempDir, writeResult } from './lib.ts';
 import { runRawStoreLoop, type RawStoreResult } from './raw-store.ts';
 

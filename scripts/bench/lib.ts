@@ -10,7 +10,8 @@ import { fileURLToPath } from 'node:url';
 import BetterSqlite3 from 'better-sqlite3';
 
 export const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
-export const RESULTS_DIR = join(REPO_ROOT, 'bench-results');
+// BENCH_RESULTS_DIR moves the JSON results elsewhere (the smoke test uses a temporary folder).
+export const RESULTS_DIR = process.env.BENCH_RESULTS_DIR ?? join(REPO_ROOT, 'bench-results');
 
 export interface BenchArgs {
   /** A short run (about 10 s) that checks the benchmark works, for CI. */
@@ -143,18 +144,19 @@ export interface ReadyChild {
 }
 
 /**
- * Starts `node --import tsx <script> ...args` and waits for it to print a
+ * Starts `node --import tsx <script> ...args` (plain node with `withoutTsx`) and waits for it to print a
  * line `READY <json>` on stdout. Other stdout lines are passed to `onLine`;
  * stderr is inherited so a failing child explains itself.
  */
 export function startReadyChild(
   script: string,
   args: string[],
-  options: { env?: NodeJS.ProcessEnv; onLine?: (line: string) => void; execArgv?: string[]; timeoutMs?: number } = {},
+  options: { env?: NodeJS.ProcessEnv; onLine?: (line: string) => void; execArgv?: string[]; timeoutMs?: number; withoutTsx?: boolean } = {},
 ): Promise<ReadyChild> {
   // BENCH_CPU_PROF=<dir> writes a V8 CPU profile of every child to <dir>.
   const profile = process.env.BENCH_CPU_PROF ? ['--cpu-prof', '--cpu-prof-dir', process.env.BENCH_CPU_PROF] : [];
-  const child = spawn(process.execPath, [...profile, ...(options.execArgv ?? []), '--import', 'tsx', script, ...args], {
+  const loader = options.withoutTsx ? [] : ['--import', 'tsx'];
+  const child = spawn(process.execPath, [...profile, ...(options.execArgv ?? []), ...loader, script, ...args], {
     cwd: REPO_ROOT,
     env: { ...process.env, ...options.env },
     stdio: ['ignore', 'pipe', 'inherit'],

@@ -6,7 +6,7 @@
 import { createHash } from 'node:crypto';
 import BetterSqlite3 from 'better-sqlite3';
 import { openStore } from '../../src/store/db.ts';
-import { BENCH_CLIENT, BENCH_USERS, deliveryBody, NOTIFICATIONS_PER_DELIVERY } from './ingest-load.ts';
+import { BENCH_CLIENT, BENCH_USERS, deliveryBody, NOTIFICATIONS_PER_DELIVERY } from './fixtures.ts';
 
 export interface RawStoreResult {
   synchronous: 'full' | 'normal';

@@ -21,7 +21,7 @@ import { RwgpsClient } from '../../src/rwgps/client.ts';
 import { openStore, type Store } from '../../src/store/db.ts';
 import { connectUser } from '../../src/store/users.ts';
 import { createItemJobHandler, ITEM_JOB, itemDedupeKey, itemLockKey } from '../../src/sync/item-job.ts';
-import { BENCH_CLIENT, BENCH_USERS, ownerOf, userToken } from './ingest-load.ts';
+import { BENCH_CLIENT, BENCH_USERS, ownerOf, userToken } from './fixtures.ts';
 import { childUrl, parseBenchArgs, printTable, round, sleep, startReadyChild, tempDir, writeResult } from './lib.ts';
 
 const args = parseBenchArgs();
