@@ -1,40 +1,69 @@
 // A client-wide limit on requests to RWGPS.
 //
-// Requests are spaced evenly, 1000 / maxPerSecond milliseconds apart, so no
-// window of one second holds more than maxPerSecond request starts. A 429
-// pauses every request of the client, not only the job that received it,
-// until its Retry-After has passed.
+// Requests start one at a time in arrival order, at least
+// 1000 / maxPerSecond milliseconds apart, and never more than maxPerSecond
+// within any one second: the start times of the last maxPerSecond requests
+// are kept, so a timer that fires late (a busy event loop) cannot let a burst
+// through. A 429 pauses every request of the client, not only the job that
+// received it, until its Retry-After has passed.
 
 export class RequestRateLimiter {
+  readonly #maxPerSecond: number;
   readonly #intervalMs: number;
+  /** Start times of the last maxPerSecond requests, oldest at #oldest. */
+  readonly #starts: number[] = [];
+  #oldest = 0;
   #nextSlotAt = 0;
   #pausedUntil = 0;
+  #queue: Promise<void> = Promise.resolve();
 
   /** `maxPerSecond` 0 means no limit; pauses after a 429 still apply. */
   constructor(maxPerSecond: number) {
+    this.#maxPerSecond = maxPerSecond;
     this.#intervalMs = maxPerSecond > 0 ? 1000 / maxPerSecond : 0;
   }
 
-  /** Waits for this request's slot. Rejects with the signal's reason if it aborts first. */
-  async acquire(signal?: AbortSignal): Promise<void> {
-    const now = performance.now();
-    const slot = Math.max(now, this.#nextSlotAt, this.#pausedUntil);
-    this.#nextSlotAt = slot + this.#intervalMs;
-    if (slot > now) await delay(slot - now, signal);
+  /** Waits until this request may start. Rejects with the signal's reason if it aborts first. */
+  acquire(signal?: AbortSignal): Promise<void> {
+    const turn = this.#queue.then(() => this.#waitForSlot(signal));
+    // The next request waits for this one's turn, whether it starts or aborts.
+    this.#queue = turn.catch(() => {});
+    return turn;
   }
 
   /** Holds back every later request for `ms` milliseconds, as after a 429. */
   pause(ms: number): void {
     this.#pausedUntil = Math.max(this.#pausedUntil, performance.now() + ms);
   }
+
+  async #waitForSlot(signal?: AbortSignal): Promise<void> {
+    for (;;) {
+      signal?.throwIfAborted();
+      const now = performance.now();
+      const wait = Math.max(this.#pausedUntil - now, this.#nextSlotAt - now, this.#windowWait(now));
+      if (wait <= 0) break;
+      await delay(wait, signal);
+    }
+    if (this.#maxPerSecond === 0) return;
+    const now = performance.now();
+    this.#nextSlotAt = now + this.#intervalMs;
+    if (this.#starts.length < this.#maxPerSecond) {
+      this.#starts.push(now);
+    } else {
+      this.#starts[this.#oldest] = now;
+      this.#oldest = (this.#oldest + 1) % this.#maxPerSecond;
+    }
+  }
+
+  // Milliseconds until the oldest of the last maxPerSecond starts is one second old.
+  #windowWait(now: number): number {
+    if (this.#maxPerSecond === 0 || this.#starts.length < this.#maxPerSecond) return 0;
+    return this.#starts[this.#oldest]! + 1000 - now;
+  }
 }
 
 function delay(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {
-    if (signal?.aborted) {
-      reject(signal.reason);
-      return;
-    }
     const onAbort = () => {
       clearTimeout(timer);
       reject(signal!.reason);
