@@ -14,12 +14,14 @@ async function startFake(t: TestContext): Promise<FakeRwgps> {
   return fake;
 }
 
-// The largest number of requests the fake received within any 1,000 ms.
+// The largest number of requests the fake received within any 900 ms. The
+// limit applies to request starts at the client; 100 ms of the second are
+// left for the time a request takes to arrive (a new connection for the first).
 function maxInOneSecond(times: number[]): number {
   const sorted = [...times].sort((a, b) => a - b);
   let max = 0;
   for (let start = 0, end = 0; end < sorted.length; end++) {
-    while (sorted[end]! - sorted[start]! >= 1000) start++;
+    while (sorted[end]! - sorted[start]! >= 900) start++;
     max = Math.max(max, end - start + 1);
   }
   return max;
@@ -35,7 +37,7 @@ test('rate limit spaces concurrent requests', async (t) => {
 
   assert.ok(results.every((result) => result.kind === 'ok'));
   assert.equal(fake.requests.length, 30);
-  assert.ok(maxInOneSecond(fake.requests.map((r) => r.at)) <= 21, 'at most 20 request starts per second, plus clock rounding');
+  assert.ok(maxInOneSecond(fake.requests.map((r) => r.at)) <= 20, 'at most 20 requests per second');
   assert.ok(elapsed >= 1400, `30 requests at 20/s took only ${elapsed} ms`);
 });
 

@@ -30,7 +30,7 @@ const TRIPS = args.smoke ? 3 : 50;
 const TRIP_POINTS = 20_000;
 const ITEMS = args.smoke ? 300 : 5000;
 const ROUTES = ITEMS - TRIPS;
-const MAX_REQUESTS_PER_SECOND = 400;
+const MAX_REQUESTS_PER_SECOND = Number(process.env.BENCH_SYNC_RATE ?? 400);
 const PHASES = [
   { concurrency: 1, durationMs: args.smoke ? 1000 : 8000 },
   { concurrency: 4, durationMs: args.smoke ? 1000 : 10_000 },
