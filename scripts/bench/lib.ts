@@ -4,7 +4,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, freemem, loadavg, tmpdir, totalmem } from 'node:os';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import BetterSqlite3 from 'better-sqlite3';
@@ -66,8 +66,10 @@ export function printTable(title: string, rows: Record<string, string | number |
 function formatCell(value: string | number | boolean | undefined): string {
   if (value === undefined) return '';
   if (typeof value === 'number') {
-    if (!Number.isFinite(value)) return String(value);
-    return Number.isInteger(value) ? String(value) : value.toFixed(value >= 100 ? 0 : value >= 10 ? 1 : 2);
+    if (!Number.isFinite(value) || Number.isInteger(value)) return String(value);
+    if (value >= 100) return value.toFixed(0);
+    if (value >= 10) return value.toFixed(1);
+    return value.toFixed(2);
   }
   return String(value);
 }
@@ -192,8 +194,4 @@ export function childUrl(ready: ReadyChild): string {
   const url = ready.info.url;
   if (typeof url !== 'string') throw new Error('child printed READY without a url');
   return url;
-}
-
-export function ensureDir(file: string): void {
-  mkdirSync(dirname(file), { recursive: true });
 }

@@ -1,7 +1,7 @@
 // Benchmark 2, sync: a backlog of 5,000 items (4,950 routes of 100 points
 // and 50 trips of 20,000 points, one trip every 100 items) against the fake
-// RWGPS with 50 ms latency per request, drained by the real worker and item
-// handler at concurrency 1, 4 and 16. The bound is concurrency / latency.
+// RWGPS with 50 ms latency per request. The real worker and item handler
+// drain it at concurrency 1, 4 and 16. The bound is concurrency / latency.
 //
 // At 20 items/s, concurrency 1 would need over 4 minutes for the whole
 // backlog, so concurrency 1 and 4 run for a fixed time on the front of the

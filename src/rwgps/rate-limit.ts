@@ -1,7 +1,7 @@
 // A client-wide limit on requests to RWGPS.
 //
 // Requests start one at a time in arrival order, and never more than
-// maxPerSecond within any one second: the start times of the last
+// maxPerSecond within any one second. The start times of the last
 // maxPerSecond requests are kept, so a timer that fires late (a busy event
 // loop) cannot let a burst through. Within that, a token bucket holding a
 // tenth of a second's requests spreads them out. Time lost to a late timer
@@ -20,7 +20,7 @@ export class RequestRateLimiter {
   #pausedUntil = 0;
   #queue: Promise<void> = Promise.resolve();
 
-  /** `maxPerSecond` 0 means no limit; pauses after a 429 still apply. */
+  /** `maxPerSecond` 0 means no limit, but pauses after a 429 still apply. */
   constructor(maxPerSecond: number) {
     this.#maxPerSecond = maxPerSecond;
     this.#bucketSize = Math.max(1, Math.ceil(maxPerSecond / 10));
@@ -59,7 +59,7 @@ export class RequestRateLimiter {
     }
   }
 
-  // Refills the bucket and returns the milliseconds until it holds one token.
+  // Refills the bucket and returns the milliseconds until it contains one token.
   #bucketWait(now: number): number {
     if (this.#maxPerSecond === 0) return 0;
     this.#tokens = Math.min(this.#bucketSize, this.#tokens + ((now - this.#refilledAt) * this.#maxPerSecond) / 1000);
