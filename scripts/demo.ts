@@ -11,29 +11,15 @@ import { listLibrary } from '../src/store/items.ts';
 import { connectUser } from '../src/store/users.ts';
 import { startService } from '../src/service.ts';
 import { createLogger } from '../src/log.ts';
+import { DEMO_CLIENT, EXAMPLE_BODY, seedDemoFake } from './example-delivery.ts';
 import { FakeRwgps, sendWebhook } from './fake-rwgps.ts';
 
-const CLIENT = { apiKey: 'demo-api-key', clientId: 'demo-client', clientSecret: 'demo-secret' };
-
-// The example body from the RWGPS webhook documentation, byte for byte in
-// content: a deleted route, a route of user 1 pinned by user 2, a new route.
-const EXAMPLE_BODY = JSON.stringify({
-  notifications: [
-    { user_id: 1, item_type: 'route', item_id: 101, item_user_id: 1, item_url: 'https://ridewithgps.com/routes/101.json', action: 'deleted', collection: null },
-    { user_id: 2, item_type: 'route', item_id: 102, item_user_id: 1, item_url: 'https://ridewithgps.com/routes/102.json', action: 'added', collection: { id: 2, type: 'pinned', url: null } },
-    { user_id: 1, item_type: 'route', item_id: 201, item_user_id: 1, item_url: 'https://ridewithgps.com/routes/201.json', action: 'created', collection: null },
-  ],
-}, null, 2);
+const CLIENT = DEMO_CLIENT;
 
 async function run(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'rwgps-sync-demo-'));
   const fake = await FakeRwgps.start({ clients: [CLIENT] });
-  fake.addUser({ id: 1, name: 'Ada', accessToken: 'demo-token-user-1' });
-  fake.addUser({ id: 2, name: 'Grace', accessToken: 'demo-token-user-2' });
-  fake.putRoute({ id: 101, userId: 1, name: 'Old loop (deleted)' });
-  fake.putRoute({ id: 102, userId: 1, name: 'Coast road', visibility: 'public' });
-  fake.putRoute({ id: 201, userId: 1, name: 'Morning climb' });
-  fake.deleteItem('route', 101);
+  seedDemoFake(fake);
 
   const configPath = join(dir, 'config.json');
   writeFileSync(

@@ -3,14 +3,20 @@
 // sync endpoint, and it injects faults on request. For each change to its model
 // it produces the webhook notification that Ride with GPS would send.
 //
+// OAuth (/oauth/authorize, /oauth/token.json, /oauth/revoke.json) lives in
+// fake-rwgps/oauth.ts; `fake.oauth` holds its switches.
+//
 // Run directly for other processes: `npx tsx scripts/fake-rwgps.ts [--port N] [--latency MS]`.
 // They control the model over POST /__fake/... (see handleControl).
 
-import { createHmac } from 'node:crypto';
+import { createHmac, randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
+import { FakeOAuth } from './fake-rwgps/oauth.ts';
+
+export { FakeOAuth, type OAuthSwitches } from './fake-rwgps/oauth.ts';
 
 export type Visibility = 'public' | 'friends_only' | 'private';
 export type ItemType = 'route' | 'trip';
@@ -160,6 +166,14 @@ export class FakeRwgps {
   readonly requests: RecordedRequest[] = [];
   /** Delay in milliseconds before every API response; it may be changed at any time. */
   latencyMs: number;
+  /** The OAuth endpoints and their switches (who approves, deny, omit user_id). */
+  readonly oauth: FakeOAuth;
+  /**
+   * Largest number of entries in one sync.json response, or null for all.
+   * A cut-short response points next_sync_url at the first entry left out;
+   * RWGPS does not document such pages, so this only tests clients' handling.
+   */
+  syncPageSize: number | null = null;
 
   private readonly server: Server;
   private readonly sockets = new Set<Socket>();
@@ -182,6 +196,16 @@ export class FakeRwgps {
     this.url = url;
     this.latencyMs = validateDelay(options.latencyMs ?? 0, 'latencyMs');
     for (const client of options.clients ?? []) this.addClient(client);
+    this.oauth = new FakeOAuth({
+      findClientById: (clientId) => [...this.clients.values()].find((client) => client.clientId === clientId),
+      hasUser: (userId) => this.users.has(userId),
+      issueAccessToken: (userId) => {
+        const token = `oauth-${userId}-${randomBytes(12).toString('hex')}`;
+        this.accessTokens.set(token, userId);
+        return token;
+      },
+      revokeToken: (token) => this.revokeToken(token),
+    });
 
     server.on('connection', (socket: Socket) => {
       this.sockets.add(socket);
@@ -392,15 +416,18 @@ export class FakeRwgps {
         return;
       }
 
-      request.resume();
+      // Only the OAuth endpoints take a request body.
+      let body = '';
+      if (method === 'POST' && url.pathname.startsWith('/oauth/')) body = await readText(request);
+      else request.resume();
       this.requests.push(recordRequest(method, url, request));
       const fault = this.takeFault(method, url.pathname);
       await this.delay(this.latencyMs);
       if (fault !== undefined) {
-        await this.applyFault(fault, request, response, url);
+        await this.applyFault(fault, request, response, url, body);
         return;
       }
-      sendResponse(response, this.respond(request, url));
+      sendResponse(response, this.respond(request, url, body));
     } catch (error) {
       console.error(JSON.stringify({ msg: 'fake rwgps request failed', method, url: request.url, error: String(error) }));
       if (!response.headersSent && !response.destroyed) {
@@ -417,7 +444,7 @@ export class FakeRwgps {
     return rule.fault;
   }
 
-  private async applyFault(fault: Fault, request: IncomingMessage, response: ServerResponse, url: URL): Promise<void> {
+  private async applyFault(fault: Fault, request: IncomingMessage, response: ServerResponse, url: URL, body: string): Promise<void> {
     switch (fault.kind) {
       case 'status': {
         const headers: Record<string, string> = fault.retryAfter === undefined ? {} : { 'retry-after': fault.retryAfter };
@@ -427,10 +454,10 @@ export class FakeRwgps {
       }
       case 'slow':
         await this.delay(fault.delayMs);
-        sendResponse(response, this.respond(request, url));
+        sendResponse(response, this.respond(request, url, body));
         return;
       case 'stall':
-        this.stall(response, this.respond(request, url));
+        this.stall(response, this.respond(request, url, body));
         return;
       case 'reset':
         request.socket.destroy();
@@ -454,8 +481,9 @@ export class FakeRwgps {
     response.write(body.subarray(0, Math.max(1, Math.floor(body.length / 2))));
   }
 
-  private respond(request: IncomingMessage, url: URL): ApiResponse {
+  private respond(request: IncomingMessage, url: URL, body: string): ApiResponse {
     const path = url.pathname;
+    if (path.startsWith('/oauth/')) return this.oauth.respond(request.method ?? 'GET', url, body);
     const itemMatch = ITEM_PATH.exec(path);
     const known = itemMatch !== null || path === '/api/v1/users/current.json' || path === '/api/v1/sync.json';
     if (!known) return jsonResponse(404, { error: `not found: no endpoint at ${path}` });
@@ -544,11 +572,14 @@ export class FakeRwgps {
       else return jsonResponse(400, { error: `invalid assets ${JSON.stringify(assetsText)}: expected routes, trips or routes,trips` });
     }
 
-    const items = this.changesSince(viewer.id, since).filter((entry) => types.has(entry.item_type));
+    const all = this.changesSince(viewer.id, since).filter((entry) => types.has(entry.item_type));
     // Not earlier than the last change, so a cursor taken now never skips a later change.
     const rwgpsDatetime = new Date(Math.max(Date.now(), this.lastChangeAt)).toISOString();
+    const cut = this.syncPageSize !== null && all.length > this.syncPageSize;
+    const items = cut ? all.slice(0, this.syncPageSize!) : all;
     const next = new URL('/api/v1/sync.json', this.url);
-    next.searchParams.set('since', rwgpsDatetime);
+    // Change times strictly increase, so the first entry left out starts the next page exactly.
+    next.searchParams.set('since', cut ? all[items.length]!.datetime : rwgpsDatetime);
     next.searchParams.set('assets', assetsText);
     return jsonResponse(200, { items, meta: { rwgps_datetime: rwgpsDatetime, next_sync_url: next.href } });
   }
@@ -606,6 +637,23 @@ export class FakeRwgps {
         case 'DELETE /__fake/faults':
           this.clearFaults();
           return ok();
+        case 'POST /__fake/oauth': {
+          const body = requireObject(await readJson(request));
+          try {
+            this.oauth.setSwitches(body);
+          } catch (error) {
+            throw new FakeInputError(errorMessage(error));
+          }
+          return ok();
+        }
+        case 'POST /__fake/sync-page-size': {
+          const size = requireObject(await readJson(request)).size;
+          if (size !== null && (typeof size !== 'number' || !Number.isInteger(size) || size < 1)) {
+            throw new FakeInputError(`invalid size ${JSON.stringify(size)}: expected a positive integer or null`);
+          }
+          this.syncPageSize = size;
+          return ok();
+        }
         case 'POST /__fake/latency': {
           const body = requireObject(await readJson(request));
           this.latencyMs = validateDelay(body.latencyMs, 'latencyMs');
@@ -876,6 +924,15 @@ function faultRuleMatches(rule: ActiveFaultRule, method: string, path: string): 
 }
 
 async function readJson(request: IncomingMessage): Promise<unknown> {
+  const text = await readText(request);
+  try {
+    return JSON.parse(text) as unknown;
+  } catch (error) {
+    throw new FakeInputError(`invalid JSON body: ${errorMessage(error)}`);
+  }
+}
+
+async function readText(request: IncomingMessage): Promise<string> {
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of request) {
@@ -884,12 +941,7 @@ async function readJson(request: IncomingMessage): Promise<unknown> {
     if (size > MAX_CONTROL_BODY_BYTES) throw new FakeInputError(`request body too large: the limit is ${MAX_CONTROL_BODY_BYTES} bytes`);
     chunks.push(buffer);
   }
-  const text = Buffer.concat(chunks).toString('utf8');
-  try {
-    return JSON.parse(text) as unknown;
-  } catch (error) {
-    throw new FakeInputError(`invalid JSON body: ${errorMessage(error)}`);
-  }
+  return Buffer.concat(chunks).toString('utf8');
 }
 
 // Converts a fault rule sent as JSON. There `pathPattern`, a regular expression

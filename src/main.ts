@@ -1,15 +1,17 @@
 #!/usr/bin/env node
 // rwgps-sync command-line entry: `rwgps-sync <command> [options]`.
+import { backupCommand } from './cli/backup.ts';
 import { itemsCommand } from './cli/items.ts';
 import { jobsCommand } from './cli/jobs.ts';
 import { serveCommand } from './cli/serve.ts';
+import { statusCommand } from './cli/status.ts';
 import { UsageError, type Command, type CommandContext } from './cli/common.ts';
 import { usersCommand } from './cli/users.ts';
 import { ConfigError } from './config/config.ts';
 import { errorMessage } from './log.ts';
 import { COMMIT, VERSION } from './version.ts';
 
-const COMMANDS: Command[] = [serveCommand, usersCommand, itemsCommand, jobsCommand];
+const COMMANDS: Command[] = [serveCommand, usersCommand, itemsCommand, jobsCommand, statusCommand, backupCommand];
 
 function usage(): string {
   const width = Math.max(...COMMANDS.map((command) => command.name.length));

@@ -58,12 +58,14 @@ export function configPath(values: { config?: string }, env: NodeJS.ProcessEnv):
 export async function openForCommand(
   values: { config?: string },
   context: CommandContext,
+  options: { migrate?: boolean; mustExist?: boolean } = {},
 ): Promise<{ config: Config; store: Store; logger: Logger }> {
   const config = loadConfig(configPath(values, context.env), context.env);
   const logger = createLogger({ level: config.log.level, sink: context.stderr });
   const store = await openStore(config.database.path, {
     synchronous: config.database.synchronous,
     busyTimeoutMs: config.database.busyTimeoutMs,
+    ...options,
   });
   return { config, store, logger };
 }

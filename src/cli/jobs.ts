@@ -1,10 +1,10 @@
 import type { Kysely } from 'kysely';
 import { discard, retryDead } from '../jobs/queue.ts';
-import type { Database, JobState } from '../store/schema.ts';
+import type { Database, ItemType, JobState } from '../store/schema.ts';
 import { isoTime, openForCommand, parseCommandArgs, parseId, printJson, printTable, UsageError, type Command } from './common.ts';
 
 const USAGE = [
-  'rwgps-sync jobs list [--state <state>] [--user <id>] [--limit <n>] [--json] [--config <file>]',
+  'rwgps-sync jobs list [--state <state>] [--user <id>] [--item <route|trip>:<id>] [--limit <n>] [--json] [--config <file>]',
   'rwgps-sync jobs show <id> [--json] [--config <file>]',
   'rwgps-sync jobs retry <id> | --dead [--config <file>]',
   'rwgps-sync jobs discard <id> [--config <file>]',
@@ -54,17 +54,31 @@ function toJson(job: Awaited<ReturnType<typeof findJobs>>[number]) {
   };
 }
 
-async function findJobs(db: Kysely<Database>, filter: { state?: JobState; userId?: number; limit: number }) {
+interface JobFilter {
+  state?: JobState;
+  userId?: number;
+  item?: { type: ItemType; id: number };
+  limit: number;
+}
+
+async function findJobs(db: Kysely<Database>, filter: JobFilter) {
   let query = db.selectFrom('jobs').selectAll().orderBy('id', 'desc').limit(filter.limit);
   if (filter.state) query = query.where('state', '=', filter.state);
   if (filter.userId !== undefined) query = query.where('user_id', '=', filter.userId);
+  if (filter.item) query = query.where('item_type', '=', filter.item.type).where('item_id', '=', filter.item.id);
   return query.execute();
+}
+
+function parseItem(text: string): { type: ItemType; id: number } {
+  const match = /^(route|trip):([1-9]\d{0,15})$/.exec(text);
+  if (!match) throw new UsageError(`--item must look like route:123 or trip:456, got "${text}"`, USAGE);
+  return { type: match[1] as ItemType, id: Number(match[2]) };
 }
 
 async function list(context: Context): Promise<number> {
   const { values } = parseCommandArgs(
     context.argv,
-    { state: { type: 'string' }, user: { type: 'string' }, limit: { type: 'string' }, json: { type: 'boolean' } },
+    { state: { type: 'string' }, user: { type: 'string' }, item: { type: 'string' }, limit: { type: 'string' }, json: { type: 'boolean' } },
     USAGE,
   );
   if (values.help) {
@@ -76,10 +90,11 @@ async function list(context: Context): Promise<number> {
   }
   const userId = values.user === undefined ? undefined : parseId(values.user, '--user', USAGE);
   const limit = values.limit === undefined ? 100 : parseId(values.limit, '--limit', USAGE);
+  const item = values.item === undefined ? undefined : parseItem(values.item);
 
   const { store } = await openForCommand(values, context);
   try {
-    const jobs = await findJobs(store.db, { state: values.state as JobState | undefined, userId, limit });
+    const jobs = await findJobs(store.db, { state: values.state as JobState | undefined, userId, limit, ...(item ? { item } : {}) });
     if (values.json) {
       printJson(context.stdout, jobs.map(toJson));
       return 0;
@@ -135,9 +150,20 @@ async function show(context: Context): Promise<number> {
       return 0;
     }
     for (const [key, value] of Object.entries(toJson(job))) context.stdout.write(`${key}: ${value ?? '-'}\n`);
-    context.stdout.write(history.length === 0 ? 'attempts: no failed attempts\n' : 'failed attempts:\n');
+    // Only failed attempts are stored; a successful one is the job's completion.
+    context.stdout.write('attempt history:\n');
+    if (history.length === 0 && job.attempt === 0) context.stdout.write('  not run yet\n');
     for (const entry of history) {
-      context.stdout.write(`  #${entry.attempt} ${entry.startedAt} ${entry.outcome}: ${entry.error}\n`);
+      context.stdout.write(`  #${entry.attempt} ${entry.startedAt} -> ${entry.finishedAt} ${entry.outcome}: ${entry.error}\n`);
+    }
+    if (job.state === 'completed') {
+      context.stdout.write(`  #${job.attempt} completed at ${isoTime(job.finished_at)}\n`);
+    } else if (job.state === 'running') {
+      context.stdout.write(`  #${job.attempt} running, lease until ${isoTime(job.lease_until)}\n`);
+    }
+    const recorded = history.length + (job.state === 'completed' || job.state === 'running' ? 1 : 0);
+    if (job.attempt > recorded) {
+      context.stdout.write(`  ${job.attempt - recorded} attempt(s) left no record: a lease that expired, or history pruned by retention\n`);
     }
     return 0;
   } finally {

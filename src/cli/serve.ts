@@ -5,10 +5,6 @@ import { configPath, parseCommandArgs, type Command } from './common.ts';
 
 const USAGE = 'rwgps-sync serve [--config <file>]';
 
-// How long in-flight jobs may run after SIGTERM before they are aborted and
-// their leases handed back. systemd's default stop timeout is 90 s.
-const SHUTDOWN_GRACE_MS = 10_000;
-
 export const serveCommand: Command = {
   name: 'serve',
   summary: 'receive webhooks and sync items until stopped (SIGTERM or SIGINT)',
@@ -29,7 +25,7 @@ export const serveCommand: Command = {
         if (stopping) return;
         stopping = true;
         logger.info('stopping', { signal });
-        service.close(SHUTDOWN_GRACE_MS).then(
+        service.close().then(
           () => resolve(0),
           (error: unknown) => {
             logger.error('shutdown failed', { error: errorMessage(error) });

@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
+import { parseNetwork } from './networks.ts';
 import { check, ConfigError, type Rule } from './schema.ts';
 
 export { ConfigError } from './schema.ts';
@@ -15,8 +16,10 @@ export type Synchronous = 'full' | 'normal';
 export interface Config {
   /** Absolute path of the file this config was read from. */
   file: string;
+  /** Key paths of secrets written in the file (not taken from the environment). */
+  inlineSecretKeys: readonly string[];
   server: { host: string; port: number; publicUrl: string | null };
-  database: { path: string; synchronous: Synchronous; busyTimeoutMs: number };
+  database: { path: string; synchronous: Synchronous; busyTimeoutMs: number; checkpointIntervalMs: number };
   rwgps: { baseUrl: string; maxRequestsPerSecond: number };
   clients: ClientConfig[];
   worker: {
@@ -27,6 +30,17 @@ export interface Config {
     leaseMs: number;
     requestTimeoutMs: number;
     pollIntervalMs: number;
+    shutdownGraceMs: number;
+  };
+  metrics: { enabled: boolean; token: string | null; allow: string[] };
+  retention: { finishedJobsDays: number; deliveriesDays: number; attemptsDays: number; intervalMs: number };
+  sync: {
+    /** Value of the sync endpoint's assets parameter, such as "routes,trips". */
+    assets: string;
+    /** Minutes between reconciliation rounds; 0 disables them. Fractions are allowed. */
+    intervalMinutes: number;
+    /** Delay before the sync that a webhook schedules, so a burst of deliveries shares one sync. */
+    afterWebhookDelayMs: number;
   };
   log: { level: 'debug' | 'info' | 'warn' | 'error' };
 }
@@ -50,6 +64,7 @@ const rules: Rule = {
         path: { type: 'string', default: './rwgps-sync.db', nonEmpty: true },
         synchronous: { type: 'enum', default: 'full', values: ['full', 'normal'] },
         busyTimeoutMs: { type: 'integer', default: 5000, min: 0, max: 600_000 },
+        checkpointIntervalMs: { type: 'integer', default: 30_000, min: 100, max: HOUR_MS },
       },
     },
     rwgps: {
@@ -81,6 +96,32 @@ const rules: Rule = {
         leaseMs: { type: 'integer', default: 120_000, min: 1000, max: 24 * HOUR_MS },
         requestTimeoutMs: { type: 'integer', default: 30_000, min: 100, max: HOUR_MS },
         pollIntervalMs: { type: 'integer', default: 1000, min: 10, max: 60_000 },
+        shutdownGraceMs: { type: 'integer', default: 10_000, min: 0, max: 600_000 },
+      },
+    },
+    metrics: {
+      type: 'object',
+      fields: {
+        enabled: { type: 'boolean', default: false },
+        token: { type: 'string', secret: true, nonEmpty: true },
+        allow: { type: 'array', minItems: 0, items: { type: 'string', nonEmpty: true } },
+      },
+    },
+    retention: {
+      type: 'object',
+      fields: {
+        finishedJobsDays: { type: 'integer', default: 7, min: 0, max: 36_500 },
+        deliveriesDays: { type: 'integer', default: 30, min: 0, max: 36_500 },
+        attemptsDays: { type: 'integer', default: 30, min: 0, max: 36_500 },
+        intervalMs: { type: 'integer', default: 600_000, min: 100, max: 24 * HOUR_MS },
+      },
+    },
+    sync: {
+      type: 'object',
+      fields: {
+        assets: { type: 'enum', default: 'routes,trips', values: ['routes,trips', 'routes', 'trips'] },
+        intervalMinutes: { type: 'number', default: 60, min: 0, max: 7 * 24 * 60 },
+        afterWebhookDelayMs: { type: 'integer', default: 5000, min: 0, max: HOUR_MS },
       },
     },
     log: {
@@ -106,13 +147,14 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
     throw new ConfigError(absolute, '', `not valid JSON: ${(error as Error).message}`);
   }
 
-  const config = check(rules, raw, '', { file: absolute, env }) as Omit<Config, 'file'>;
+  const inlineSecrets: string[] = [];
+  const config = check(rules, raw, '', { file: absolute, env, inlineSecrets }) as Omit<Config, 'file' | 'inlineSecretKeys'>;
   checkRelations(config, absolute);
   config.database.path = resolve(dirname(absolute), config.database.path);
-  return Object.freeze({ ...config, file: absolute });
+  return Object.freeze({ ...config, file: absolute, inlineSecretKeys: inlineSecrets });
 }
 
-function checkRelations(config: Omit<Config, 'file'>, file: string): void {
+function checkRelations(config: Omit<Config, 'file' | 'inlineSecretKeys'>, file: string): void {
   const { worker } = config;
   if (worker.backoffMaxMs < worker.backoffBaseMs) {
     throw new ConfigError(
@@ -128,6 +170,21 @@ function checkRelations(config: Omit<Config, 'file'>, file: string): void {
       file,
       'worker.leaseMs',
       `expected more than worker.requestTimeoutMs (${worker.requestTimeoutMs}), found ${worker.leaseMs}`,
+    );
+  }
+
+  const { metrics } = config;
+  metrics.allow.forEach((entry, index) => {
+    if (parseNetwork(entry) === null) {
+      throw new ConfigError(file, `metrics.allow[${index}]`, `expected an IP address or a CIDR block such as "10.0.0.0/8", found ${JSON.stringify(entry)}`);
+    }
+  });
+  // /metrics shows user counts and error rates: it is never served open.
+  if (metrics.enabled && metrics.token === null && metrics.allow.length === 0) {
+    throw new ConfigError(
+      file,
+      'metrics',
+      'expected metrics.token (or metrics.tokenEnv) or a metrics.allow list when metrics.enabled is true, found neither',
     );
   }
 

@@ -17,6 +17,7 @@ export type Rule =
   | { type: 'string'; default?: string; required?: boolean; secret?: boolean; nonEmpty?: boolean }
   | { type: 'url'; default?: string; required?: boolean; protocols: string[] }
   | { type: 'integer'; default: number; min: number; max: number }
+  | { type: 'number'; default: number; min: number; max: number }
   | { type: 'boolean'; default: boolean }
   | { type: 'enum'; default: string; values: readonly string[] }
   | { type: 'object'; fields: Record<string, Rule> }
@@ -25,11 +26,20 @@ export type Rule =
 export interface CheckContext {
   file: string;
   env: NodeJS.ProcessEnv;
+  /** Key paths of secrets written in the file itself rather than named by `<key>Env`. */
+  inlineSecrets?: string[];
 }
 
 function describe(value: unknown, secret: boolean): string {
   if (secret && value !== undefined && value !== null && value !== '') return '(a hidden value)';
   if (value === undefined) return 'nothing';
+  // Objects and arrays are summarised, not printed: they may hold a secret
+  // (a "clients" object with a clientSecret in it, for example).
+  if (Array.isArray(value)) return `an array of ${value.length} entr${value.length === 1 ? 'y' : 'ies'}`;
+  if (typeof value === 'object' && value !== null) {
+    const keys = Object.keys(value);
+    return keys.length === 0 ? 'an empty object' : `an object with keys ${keys.join(', ')}`;
+  }
   const text = JSON.stringify(value);
   return text.length > 60 ? `${text.slice(0, 57)}...` : text;
 }
@@ -85,6 +95,13 @@ export function check(rule: Rule, value: unknown, key: string, ctx: CheckContext
       if (value < rule.min || value > rule.max) fail(ctx, key, expected, value);
       return value;
     }
+    case 'number': {
+      if (value === undefined) return rule.default;
+      const expected = `a number from ${rule.min} to ${rule.max}`;
+      if (typeof value !== 'number' || !Number.isFinite(value)) fail(ctx, key, expected, value);
+      if (value < rule.min || value > rule.max) fail(ctx, key, expected, value);
+      return value;
+    }
     case 'boolean': {
       if (value === undefined) return rule.default;
       if (typeof value !== 'boolean') fail(ctx, key, 'true or false', value);
@@ -111,7 +128,9 @@ export function check(rule: Rule, value: unknown, key: string, ctx: CheckContext
 
 function checkObject(fields: Record<string, Rule>, value: unknown, key: string, ctx: CheckContext) {
   if (value === undefined) value = {};
-  if (!isPlainObject(value)) fail(ctx, key === '' ? '(top level)' : key, 'an object', value);
+  // A value in place of an object that holds a secret may be that secret.
+  const holdsSecret = Object.values(fields).some((rule) => rule.type === 'string' && rule.secret === true);
+  if (!isPlainObject(value)) fail(ctx, key === '' ? '(top level)' : key, 'an object', value, holdsSecret);
   const prefix = key === '' ? '' : `${key}.`;
 
   for (const name of Object.keys(value)) {
@@ -155,7 +174,10 @@ function resolveSecret(
 ): unknown {
   const inline = container[name];
   const envName = container[`${name}Env`];
-  if (envName === undefined) return inline;
+  if (envName === undefined) {
+    if (inline !== undefined) ctx.inlineSecrets?.push(key);
+    return inline;
+  }
   if (inline !== undefined) {
     throw new ConfigError(ctx.file, key, `set either "${name}" or "${name}Env", not both`);
   }

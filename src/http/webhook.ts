@@ -27,8 +27,11 @@ export interface WebhookDeps {
   logger: Logger;
   /** Called after a delivery with work is committed, to wake the worker. */
   onQueued: () => void;
-  /** Called with every outcome, for metrics. */
-  onOutcome?: (outcome: string, notifications: number) => void;
+  /**
+   * Called with every outcome, for metrics. An accepted delivery also
+   * passes how many of its queued notifications had each action.
+   */
+  onOutcome?: (outcome: string, notifications: number, actions?: Record<string, number>) => void;
 }
 
 // Users whose notifications wait for a token, logged once per process.
@@ -37,14 +40,20 @@ const MAX_REMEMBERED_WAITING_USERS = 10_000;
 export function registerWebhook(app: Hono, deps: WebhookDeps): void {
   const { db, config, logger, onQueued, onOutcome } = deps;
   const waitingUsersLogged = new Set<number>();
-  const committer = new DeliveryCommitter(db, { maxAttempts: config.worker.maxAttempts });
+  const committer = new DeliveryCommitter(db, { maxAttempts: config.worker.maxAttempts, syncDelayMs: config.sync.afterWebhookDelayMs });
 
   const handler = async (c: import('hono').Context) => {
     const started = performance.now();
     const receivedAt = Date.now();
-    const log = (level: 'info' | 'warn' | 'error', msg: string, outcome: string, fields: Record<string, unknown> = {}) => {
+    const log = (
+      level: 'info' | 'warn' | 'error',
+      msg: string,
+      outcome: string,
+      fields: Record<string, unknown> = {},
+      actions?: Record<string, number>,
+    ) => {
       logger[level](msg, { outcome, durationMs: Math.round((performance.now() - started) * 100) / 100, ...fields });
-      onOutcome?.(outcome, typeof fields.notifications === 'number' ? fields.notifications : 0);
+      onOutcome?.(outcome, typeof fields.notifications === 'number' ? fields.notifications : 0, actions);
     };
 
     const apiKey = c.req.header('x-rwgps-api-key');
@@ -86,13 +95,15 @@ export function registerWebhook(app: Hono, deps: WebhookDeps): void {
       });
       if (result.queued > 0) onQueued();
 
-      log('info', 'delivery accepted', 'accepted', {
-        deliveryId: result.deliveryId,
-        apiKey,
-        notifications: parsed.total,
-        queued: result.queued,
-        ignored: result.ignored,
-      });
+      const actions: Record<string, number> = {};
+      for (const notification of parsed.notifications) actions[notification.action] = (actions[notification.action] ?? 0) + 1;
+      log(
+        'info',
+        'delivery accepted',
+        'accepted',
+        { deliveryId: result.deliveryId, apiKey, notifications: parsed.total, queued: result.queued, ignored: result.ignored },
+        actions,
+      );
       for (const entry of parsed.ignored) {
         logger.warn('notification ignored', { deliveryId: result.deliveryId, position: entry.position, reason: entry.reason });
       }

@@ -22,6 +22,8 @@ import { writeDelivery, type AcceptedDelivery, type RecordResult } from './recor
 
 export interface DeliveryCommitterOptions {
   maxAttempts: number;
+  /** Delay before the sync job each delivery queues for its users, in milliseconds. */
+  syncDelayMs?: number;
   /** Most deliveries written in one transaction; bounds how long one commit holds the lock. */
   maxBatch?: number;
 }
@@ -40,6 +42,7 @@ export class DeliveryCommitter {
   readonly #db: Kysely<Database>;
   readonly #maxAttempts: number;
   readonly #maxBatch: number;
+  readonly #syncDelayMs: number;
   #queue: Pending[] = [];
   #flushing = false;
   #scheduled = false;
@@ -48,6 +51,7 @@ export class DeliveryCommitter {
     this.#db = db;
     this.#maxAttempts = options.maxAttempts;
     this.#maxBatch = options.maxBatch ?? DEFAULT_MAX_BATCH;
+    this.#syncDelayMs = options.syncDelayMs ?? 0;
   }
 
   /** Stores a verified delivery; resolves once it is committed. */
@@ -89,7 +93,7 @@ export class DeliveryCommitter {
         for (const pending of batch) {
           await sql`savepoint delivery`.execute(trx);
           try {
-            const result = await writeDelivery(trx, pending.delivery, this.#maxAttempts);
+            const result = await writeDelivery(trx, pending.delivery, this.#maxAttempts, this.#syncDelayMs);
             await sql`release delivery`.execute(trx);
             results.push({ ok: true, result });
           } catch (error) {

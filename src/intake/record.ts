@@ -1,9 +1,10 @@
 import { createHash } from 'node:crypto';
 import type { Kysely, Transaction } from 'kysely';
 import { enqueue, type NewJob } from '../jobs/queue.ts';
-import type { Database, UserStatus } from '../store/schema.ts';
+import type { Database } from '../store/schema.ts';
 import { userStatuses } from '../store/users.ts';
-import { ITEM_JOB, itemDedupeKey, itemLockKey } from '../sync/item-job.ts';
+import { ITEM_JOB, itemDedupeKey, itemLockKey, jobStateFor } from '../sync/item-job.ts';
+import { newSyncJob } from '../sync/sync-job.ts';
 import type { IgnoredNotification, Notification } from './notifications.ts';
 
 export interface AcceptedDelivery {
@@ -23,23 +24,23 @@ export interface RecordResult {
   waitingUsers: number[];
 }
 
-function jobStateFor(status: UserStatus | undefined): NewJob['state'] {
-  if (status === 'active') return 'available';
-  if (status === 'reauthorization_required') return 'parked';
-  return 'no_token';
-}
-
 /**
  * Stores a verified delivery and the work for each of its notifications in
  * one transaction. When this resolves, everything is committed: only then may
  * the webhook answer 200.
+ *
+ * The same transaction queues one sync per user of the delivery, due
+ * `syncDelayMs` later. RWGPS does not retry lost deliveries, and that sync
+ * recovers any the user missed before this one; a sync already waiting for
+ * the user absorbs it.
  */
 export async function recordDelivery(
   db: Kysely<Database>,
   delivery: AcceptedDelivery,
   maxAttempts: number,
+  syncDelayMs = 0,
 ): Promise<RecordResult> {
-  return db.transaction().execute((trx) => writeDelivery(trx, delivery, maxAttempts));
+  return db.transaction().execute((trx) => writeDelivery(trx, delivery, maxAttempts, syncDelayMs));
 }
 
 /**
@@ -52,6 +53,7 @@ export async function writeDelivery(
   trx: Transaction<Database>,
   delivery: AcceptedDelivery,
   maxAttempts: number,
+  syncDelayMs = 0,
 ): Promise<RecordResult> {
   const sha256 = createHash('sha256').update(delivery.body).digest('hex');
   const { id } = await trx
@@ -84,7 +86,9 @@ export async function writeDelivery(
     deliveryId: id,
     maxAttempts,
   }));
-  await enqueue(trx, jobs, delivery.receivedAt);
+  const syncRunAt = delivery.receivedAt + syncDelayMs;
+  const syncs = userIds.map((userId) => newSyncJob(userId, statuses.get(userId), 'webhook', maxAttempts, syncRunAt));
+  await enqueue(trx, [...jobs, ...syncs], delivery.receivedAt);
 
   if (delivery.ignored.length > 0) {
     await trx

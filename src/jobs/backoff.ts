@@ -32,22 +32,30 @@ export function backoffDelay(
   return Math.max(jittered, Math.min(retryAfterMs, options.maxMs));
 }
 
+// The three date forms HTTP allows (RFC 9110, section 5.6.7): IMF-fixdate,
+// the obsolete RFC 850 form and asctime. asctime has no zone but means GMT.
+const IMF_FIXDATE = /^[A-Z][a-z]{2}, \d{2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2} GMT$/;
+const RFC850_DATE = /^[A-Z][a-z]{5,8}, \d{2}-[A-Z][a-z]{2}-\d{2} \d{2}:\d{2}:\d{2} GMT$/;
+const ASCTIME_DATE = /^[A-Z][a-z]{2} [A-Z][a-z]{2} [ \d]\d \d{2}:\d{2}:\d{2} \d{4}$/;
+
 /**
  * Parses a Retry-After header: delta-seconds or an HTTP date. Returns
  * milliseconds from `now`, or undefined for a missing or nonsense value.
- * A date in the past means "now" (0).
+ * A date in the past means "now" (0). A number of seconds too large to
+ * represent returns Number.MAX_SAFE_INTEGER, so callers cap it like any
+ * other long wait instead of ignoring it.
  */
 export function parseRetryAfter(value: string | null | undefined, now = Date.now()): number | undefined {
   if (value === null || value === undefined) return undefined;
   const text = value.trim();
   if (/^\d+$/.test(text)) {
-    const seconds = Number(text);
-    return Number.isSafeInteger(seconds) ? seconds * 1000 : undefined;
+    const ms = Number(text) * 1000;
+    return Number.isSafeInteger(ms) ? ms : Number.MAX_SAFE_INTEGER;
   }
-  // HTTP dates always name a weekday and GMT; Date.parse alone also accepts
-  // plain numbers and other loose forms that Retry-After does not allow.
-  if (!/^[A-Za-z]{3},? .*GMT$/.test(text)) return undefined;
-  const at = Date.parse(text);
+  let at: number;
+  if (IMF_FIXDATE.test(text) || RFC850_DATE.test(text)) at = Date.parse(text);
+  else if (ASCTIME_DATE.test(text)) at = Date.parse(`${text} GMT`);
+  else return undefined;
   if (Number.isNaN(at)) return undefined;
   return Math.max(0, at - now);
 }

@@ -1,4 +1,4 @@
-import { CompiledQuery, sql, type Kysely, type Selectable, type SqlBool, type Transaction } from 'kysely';
+import { CompiledQuery, sql, type Compilable, type Kysely, type Selectable, type SqlBool, type Transaction } from 'kysely';
 import { indexedBy } from '../store/db.ts';
 import type { Database, JobsTable, JobState } from '../store/schema.ts';
 
@@ -126,8 +126,13 @@ const COMPLETE_SQL = `update jobs
  * due. One statement sets the lease and bumps the attempt together.
  */
 export async function claim(db: Db, owner: string, leaseMs: number, now = Date.now()): Promise<Job | undefined> {
-  const result = await db.executeQuery(CompiledQuery.raw(CLAIM_SQL, [owner, now + leaseMs, now, now]));
-  return result.rows[0] as Job | undefined;
+  const result = await db.executeQuery(claimQuery(db, owner, leaseMs, now).compile());
+  return result.rows[0];
+}
+
+/** The claim statement, unexecuted, so a test can check its query plan uses the jobs_runnable index. */
+export function claimQuery(_db: Db, owner: string, leaseMs: number, now: number): Compilable<Job> {
+  return { compile: () => CompiledQuery.raw(CLAIM_SQL, [owner, now + leaseMs, now, now]) as CompiledQuery<Job> };
 }
 
 /** Extends a lease the owner still holds. Returns false when the lease was lost. */

@@ -51,9 +51,7 @@ export class Worker {
   #stopping = false;
   #loopDone: Promise<void> = Promise.resolve();
   #wake: (() => void) | null = null;
-  // Set by notify() while the loop is busy claiming, so that the next sleep
-  // returns at once instead of missing work queued during the claim.
-  #wakePending = false;
+  #wakeRequested = false;
   #lastLoopAt = 0;
   #lastRescueAt = 0;
 
@@ -78,8 +76,10 @@ export class Worker {
 
   /** Wakes the loop at once, for example after a webhook queued work. */
   notify(): void {
-    if (this.#wake) this.#wake();
-    else this.#wakePending = true;
+    // A wake-up that arrives while the loop is busy claiming is kept, so
+    // the loop looks again at once instead of sleeping a poll interval.
+    this.#wakeRequested = true;
+    this.#wake?.();
   }
 
   /**
@@ -111,7 +111,6 @@ export class Worker {
   async #loop(): Promise<void> {
     const { db, concurrency, leaseMs, pollIntervalMs, logger } = this.#options;
     while (!this.#stopping) {
-      this.#wakePending = false;
       try {
         const now = Date.now();
         if (now - this.#lastRescueAt >= Math.min(leaseMs / 4, 5000)) {
@@ -134,8 +133,8 @@ export class Worker {
   }
 
   #sleep(ms: number): Promise<void> {
-    if (this.#wakePending) {
-      this.#wakePending = false;
+    if (this.#wakeRequested) {
+      this.#wakeRequested = false;
       return Promise.resolve();
     }
     return new Promise((resolve) => {
@@ -144,6 +143,7 @@ export class Worker {
       function done() {
         clearTimeout(timer);
         self.#wake = null;
+        self.#wakeRequested = false;
         resolve();
       }
       this.#wake = done;

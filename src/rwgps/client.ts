@@ -31,6 +31,17 @@ export interface RwgpsClientOptions {
   maxBodyBytes?: number;
   /** Request starts per second across all callers of this client; 0 or absent means no limit. */
   maxRequestsPerSecond?: number;
+  /** Called after every request that reached an outcome, for metrics and outage logging. */
+  onRequest?: (outcome: RequestOutcome) => void;
+}
+
+export interface RequestOutcome {
+  /** HTTP status of the last response, or null for a timeout or connection error. */
+  status: number | null;
+  kind: Classified['kind'];
+  /** Whole exchange, redirects and body included. */
+  durationMs: number;
+  message?: string;
 }
 
 const DEFAULT_MAX_BODY_BYTES = 128 * 1024 * 1024;
@@ -47,8 +58,10 @@ export class RwgpsClient {
   readonly #timeoutMs: number;
   readonly #maxBodyBytes: number;
   readonly #limiter: RequestRateLimiter;
+  readonly #onRequest: ((outcome: RequestOutcome) => void) | undefined;
 
   constructor(options: RwgpsClientOptions) {
+    this.#onRequest = options.onRequest;
     this.#baseUrl = options.baseUrl;
     this.#origin = new URL(options.baseUrl).origin;
     this.#timeoutMs = options.requestTimeoutMs;
@@ -72,6 +85,18 @@ export class RwgpsClient {
    */
   async get(pathAndQuery: string, credentials: Credentials, signal?: AbortSignal): Promise<Classified> {
     await this.#limiter.acquire(signal);
+    const started = performance.now();
+    const result = await this.#get(pathAndQuery, credentials, signal);
+    this.#onRequest?.({
+      status: result.status,
+      kind: result.kind,
+      durationMs: performance.now() - started,
+      ...('message' in result ? { message: result.message } : {}),
+    });
+    return result;
+  }
+
+  async #get(pathAndQuery: string, credentials: Credentials, signal?: AbortSignal): Promise<Classified> {
     const timeout = AbortSignal.timeout(this.#timeoutMs);
     const combined = signal ? AbortSignal.any([signal, timeout]) : timeout;
     let url = new URL(pathAndQuery, `${this.#baseUrl}/`);
@@ -122,7 +147,7 @@ export class RwgpsClient {
       return { kind: 'ok', status, body };
     }
 
-    const message = `RWGPS answered ${status}${await errorDetail(response)}`;
+    const message = `RWGPS responded with status ${status}${await errorDetail(response)}`;
     if (status === 404) return { kind: 'not_found', status };
     if (status === 403) return { kind: 'forbidden', status };
     if (status === 401) return { kind: 'unauthorized', status, message };

@@ -114,6 +114,46 @@ export const MIGRATIONS: readonly Migration[] = [
       sql`CREATE INDEX library_item ON library (item_type, item_id)`,
     ],
   },
+  {
+    version: 2,
+    name: 'sync cursor, backfill progress, OAuth states',
+    statements: [
+      // The user's position in RWGPS's sync endpoint: meta.rwgps_datetime as
+      // RWGPS sent it. NULL means no sync has completed, so the next one is a
+      // backfill from 1970.
+      sql`ALTER TABLE users ADD COLUMN sync_cursor TEXT`,
+      sql`ALTER TABLE users ADD COLUMN last_synced_at INTEGER`,
+      sql`ALTER TABLE users ADD COLUMN backfill_state TEXT NOT NULL DEFAULT 'pending'
+        CHECK (backfill_state IN ('pending', 'listing', 'syncing', 'done'))`,
+      sql`ALTER TABLE users ADD COLUMN backfill_items INTEGER NOT NULL DEFAULT 0`,
+      sql`ALTER TABLE users ADD COLUMN backfill_started_at INTEGER`,
+      sql`ALTER TABLE users ADD COLUMN backfill_finished_at INTEGER`,
+      // OAuth state values are stored as SHA-256 hashes: the table alone does
+      // not let anyone complete a pending authorization.
+      sql`CREATE TABLE oauth_states (
+        state_sha256 TEXT PRIMARY KEY,
+        client_api_key TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL,
+        used_at INTEGER
+      ) STRICT`,
+      sql`CREATE INDEX oauth_states_expires_at ON oauth_states (expires_at)`,
+    ],
+  },
+  {
+    version: 3,
+    name: 'indexes for retention that leave the claim query on jobs_runnable',
+    statements: [
+      // Without table statistics SQLite preferred jobs_state_finished
+      // (state, finished_at) for the claim query and sorted every runnable
+      // job by run_at on each claim. Partial indexes serve retention and
+      // `status` without offering the planner an index on state.
+      sql`DROP INDEX IF EXISTS jobs_state_finished`,
+      sql`CREATE INDEX jobs_finished_at ON jobs (finished_at) WHERE state IN ('completed', 'discarded')`,
+      sql`CREATE INDEX jobs_dead_finished_at ON jobs (finished_at) WHERE state = 'dead'`,
+      sql`CREATE INDEX job_attempts_finished_at ON job_attempts (finished_at)`,
+    ],
+  },
 ];
 
 /** Applies every migration newer than the database, in order. Returns how many ran. */

@@ -8,6 +8,13 @@ export type UserStatus = 'active' | 'reauthorization_required' | 'disconnected';
 export type TokenKind = 'oauth' | 'basic';
 
 /**
+ * Backfill states: pending (no backfill has started), listing (the sync job
+ * reads the user's whole library from RWGPS), syncing (every entry is queued
+ * and item jobs are running), done (no item job of the user is left waiting).
+ */
+export type BackfillState = 'pending' | 'listing' | 'syncing' | 'done';
+
+/**
  * Job states:
  * - available: ready to run once run_at has passed.
  * - running: claimed by a worker whose lease ends at lease_until.
@@ -42,6 +49,23 @@ export interface UsersTable {
   status_reason: string | null;
   created_at: number;
   updated_at: number;
+  /** RWGPS's meta.rwgps_datetime from the last completed sync, as sent; null before the first. */
+  sync_cursor: string | null;
+  last_synced_at: number | null;
+  backfill_state: Generated<BackfillState>;
+  /** Distinct items the backfill listed. */
+  backfill_items: Generated<number>;
+  backfill_started_at: number | null;
+  backfill_finished_at: number | null;
+}
+
+export interface OAuthStatesTable {
+  /** SHA-256 (hex) of the state value sent to RWGPS. */
+  state_sha256: string;
+  client_api_key: string;
+  created_at: number;
+  expires_at: number;
+  used_at: number | null;
 }
 
 export interface DeliveriesTable {
@@ -133,4 +157,5 @@ export interface Database {
   items: ItemsTable;
   library: LibraryTable;
   schema_migrations: SchemaMigrationsTable;
+  oauth_states: OAuthStatesTable;
 }

@@ -1,12 +1,11 @@
 import type { Kysely } from 'kysely';
 import type { Config } from '../config/config.ts';
-import { findClient } from '../config/config.ts';
 import type { Job } from '../jobs/queue.ts';
 import { JobFailure, type JobContext, type JobHandler } from '../jobs/worker.ts';
-import type { RwgpsClient, Credentials } from '../rwgps/client.ts';
+import type { RwgpsClient } from '../rwgps/client.ts';
 import { addToLibrary, markDeleted, removeFromLibrary, storeItem, type FetchedItem } from '../store/items.ts';
-import type { Database, ItemType } from '../store/schema.ts';
-import { getUser, requireReauthorization } from '../store/users.ts';
+import type { Database, ItemType, UserStatus } from '../store/schema.ts';
+import { credentialsFor, parkRejectedUser } from './credentials.ts';
 
 // The "item" job: bring one item of one user's library in line with RWGPS
 // after a notification. Item work is idempotent, so running a job twice
@@ -21,6 +20,13 @@ export function itemDedupeKey(userId: number, type: ItemType, id: number): strin
 /** Jobs for the same item never run at once, whichever user they are for. */
 export function itemLockKey(type: ItemType, id: number): string {
   return `item:${type}:${id}`;
+}
+
+/** The state a new job starts in, from its user's status: runnable, parked, or waiting for a token. */
+export function jobStateFor(status: UserStatus | undefined): 'available' | 'parked' | 'no_token' {
+  if (status === 'active') return 'available';
+  if (status === 'reauthorization_required') return 'parked';
+  return 'no_token';
 }
 
 export function createItemJobHandler(deps: { db: Kysely<Database>; config: Config; rwgps: RwgpsClient }): JobHandler {
@@ -52,13 +58,15 @@ export function createItemJobHandler(deps: { db: Kysely<Database>; config: Confi
   };
 
   async function fetchAndStore(job: Job, type: ItemType, id: number, context: JobContext) {
-    const credentials = await credentialsFor(job.user_id);
+    const credentials = await credentialsFor(db, config, job.user_id);
     const result = await rwgps.fetchItem(type, id, credentials, context.signal);
 
     switch (result.kind) {
       case 'ok': {
         const item = parseItem(type, id, result.body);
-        const relation = job.action === 'added' ? 'pinned' : item.ownerId === job.user_id ? 'owner' : null;
+        let relation: 'owner' | 'pinned' | null = null;
+        if (job.action === 'added') relation = 'pinned';
+        else if (item.ownerId === job.user_id) relation = 'owner';
         await storeItem(db, item, job.user_id, relation);
         return;
       }
@@ -72,35 +80,13 @@ export function createItemJobHandler(deps: { db: Kysely<Database>; config: Confi
         await removeFromLibrary(db, job.user_id, type, id, null);
         context.logger.info('user may no longer see the item; removed from their library');
         return;
-      case 'unauthorized': {
-        const changed = await requireReauthorization(db, job.user_id, result.message);
-        if (changed) {
-          context.logger.warn('RWGPS rejected the user token; user needs to reconnect, their jobs are parked', {
-            userId: job.user_id,
-          });
-        }
-        throw new JobFailure('parked', result.message);
-      }
+      case 'unauthorized':
+        return parkRejectedUser(db, job.user_id, result.message, context.logger);
       case 'retry':
         throw new JobFailure('retry', result.message, result.retryAfterMs);
       case 'permanent':
         throw new JobFailure('dead', result.message);
     }
-  }
-
-  async function credentialsFor(userId: number): Promise<Credentials> {
-    const user = await getUser(db, userId);
-    if (!user || user.status === 'disconnected') {
-      throw new JobFailure('no_token', `no connected user ${userId}`);
-    }
-    if (user.status === 'reauthorization_required') {
-      throw new JobFailure('parked', `user ${userId} needs to reconnect`);
-    }
-    const client = findClient(config, user.client_api_key);
-    if (!client) {
-      throw new JobFailure('parked', `user ${userId} is connected through API client ${user.client_api_key}, which is not in the config`);
-    }
-    return { token: user.token, kind: user.token_kind, client };
   }
 }
 
@@ -114,11 +100,11 @@ export function parseItem(type: ItemType, id: number, body: string): FetchedItem
   try {
     parsed = JSON.parse(body);
   } catch {
-    throw new JobFailure('retry', `RWGPS answered 200 with a body that is not JSON (${body.length} bytes)`);
+    throw new JobFailure('retry', `RWGPS responded 200 with a body that is not JSON (${body.length} bytes)`);
   }
   const record = (parsed as Record<string, unknown> | null)?.[type];
   if (typeof record !== 'object' || record === null) {
-    throw new JobFailure('retry', `RWGPS answered 200 without a "${type}" object`);
+    throw new JobFailure('retry', `RWGPS responded 200 without a "${type}" object`);
   }
   const fields = record as Record<string, unknown>;
   const ownerId = typeof fields.user_id === 'number' ? fields.user_id : null;
