@@ -1,5 +1,6 @@
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
+import { parseConfig } from '../src/config/config.ts';
 import { RwgpsClient, type Credentials } from '../src/rwgps/client.ts';
 import { FakeRwgps } from '../scripts/fake-rwgps.ts';
 
@@ -62,4 +63,12 @@ test('no limit sends at once', async (t) => {
   const results = await Promise.all(Array.from({ length: 10 }, (_, i) => client.fetchItem('route', i + 1, CREDENTIALS)));
   assert.ok(results.every((result) => result.kind === 'ok'));
   assert.equal(fake.requests.length, 10);
+});
+
+test('config default and bounds', () => {
+  const parse = (rwgps: Record<string, unknown>) => parseConfig(JSON.stringify({ rwgps, clients: [CLIENT] }), '/tmp/rate-limit-test.json');
+  assert.equal(parse({}).rwgps.maxRequestsPerSecond, 10);
+  assert.equal(parse({ maxRequestsPerSecond: 0 }).rwgps.maxRequestsPerSecond, 0);
+  assert.throws(() => parse({ maxRequestsPerSecond: -1 }), /rwgps\.maxRequestsPerSecond: expected an integer from 0 to 10000, found -1/);
+  assert.throws(() => parse({ maxRequestsPerSecond: 2.5 }), /rwgps\.maxRequestsPerSecond/);
 });
