@@ -50,6 +50,7 @@ export async function startService(config: Config, logger: Logger): Promise<Serv
   const rwgps = new RwgpsClient({
     baseUrl: config.rwgps.baseUrl,
     requestTimeoutMs: config.worker.requestTimeoutMs,
+    maxRequestsPerSecond: config.rwgps.maxRequestsPerSecond,
     onRequest: (outcome) => {
       metrics.rwgpsRequest(outcome);
       // 429, 5xx, timeouts and connection errors mean RWGPS is unwell;

@@ -48,12 +48,12 @@ function merge(base: Overrides, extra: Overrides): Overrides {
   return result;
 }
 
-/** Returns a config object with test defaults: port 0, fast polling and backoff. */
+/** Returns a config object with test defaults: port 0, fast polling and backoff, no RWGPS rate limit. */
 export function testConfig(baseUrl: string, overrides: Overrides = {}): Overrides {
   const base: Overrides = {
     server: { host: '127.0.0.1', port: 0 },
     database: { path: './test.db', busyTimeoutMs: 2000 },
-    rwgps: { baseUrl },
+    rwgps: { baseUrl, maxRequestsPerSecond: 0 },
     clients: [CLIENT],
     worker: {
       concurrency: 4,

@@ -28,7 +28,8 @@ export function writeConfig(dir: string, rwgpsUrl: string, extra: Record<string,
   const base: Record<string, any> = {
     server: { host: '127.0.0.1', port: 0 },
     database: { path: './sync.db', synchronous: 'normal' },
-    rwgps: { baseUrl: rwgpsUrl },
+    // No request rate limit: the backup test drains a backlog of thousands of jobs from the fake.
+    rwgps: { baseUrl: rwgpsUrl, maxRequestsPerSecond: 0 },
     clients: [CLIENT],
     worker: { backoffBaseMs: 50, backoffMaxMs: 500, pollIntervalMs: 50, leaseMs: 20_000, requestTimeoutMs: 10_000 },
   };

@@ -30,7 +30,8 @@ export async function startStack(t: TestContext, configure: (config: Record<stri
   const raw: Record<string, any> = {
     server: { host: '127.0.0.1', port, publicUrl: `http://127.0.0.1:${port}` },
     database: { path: './test.db', synchronous: 'normal' },
-    rwgps: { baseUrl: fake.url },
+    // No request rate limit: a backfill test syncs 1,000 items from the fake.
+    rwgps: { baseUrl: fake.url, maxRequestsPerSecond: 0 },
     clients: [CLIENT],
     worker: { backoffBaseMs: 50, backoffMaxMs: 500, pollIntervalMs: 50, requestTimeoutMs: 5000, leaseMs: 10_000 },
     sync: { intervalMinutes: 0, afterWebhookDelayMs: 0 },

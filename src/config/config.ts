@@ -20,7 +20,7 @@ export interface Config {
   inlineSecretKeys: readonly string[];
   server: { host: string; port: number; publicUrl: string | null };
   database: { path: string; synchronous: Synchronous; busyTimeoutMs: number; checkpointIntervalMs: number };
-  rwgps: { baseUrl: string };
+  rwgps: { baseUrl: string; maxRequestsPerSecond: number };
   clients: ClientConfig[];
   worker: {
     concurrency: number;
@@ -71,6 +71,7 @@ const rules: Rule = {
       type: 'object',
       fields: {
         baseUrl: { type: 'url', default: 'https://ridewithgps.com', protocols: ['https', 'http'] },
+        maxRequestsPerSecond: { type: 'integer', default: 10, min: 0, max: 10_000 },
       },
     },
     clients: {

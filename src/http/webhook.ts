@@ -3,7 +3,8 @@ import type { Kysely } from 'kysely';
 import type { Config } from '../config/config.ts';
 import { findClient } from '../config/config.ts';
 import { parseDeliveryBody } from '../intake/notifications.ts';
-import { recordDelivery, recordRejectedDelivery } from '../intake/record.ts';
+import { DeliveryCommitter } from '../intake/committer.ts';
+import { recordRejectedDelivery } from '../intake/record.ts';
 import { checkSignature } from '../intake/signature.ts';
 import { errorMessage, type Logger } from '../log.ts';
 import { isStoreUnavailable } from '../store/db.ts';
@@ -13,7 +14,8 @@ import { readBodyWithLimit } from './read-body.ts';
 // POST /webhooks/rwgps: verify, store, answer. RWGPS wants a 200 within one
 // second and never retries, so this path does no network call: it checks the
 // signature over the raw bytes, commits the delivery and its jobs in one
-// transaction, and only then answers 200. Our own failures answer 503, never
+// transaction, and only then answers 200. Concurrent deliveries may share
+// that transaction and its commit (see DeliveryCommitter). Our own failures answer 503, never
 // 4xx, and never 200 for a delivery that was not committed.
 
 export const WEBHOOK_PATH = '/webhooks/rwgps';
@@ -38,6 +40,7 @@ const MAX_REMEMBERED_WAITING_USERS = 10_000;
 export function registerWebhook(app: Hono, deps: WebhookDeps): void {
   const { db, config, logger, onQueued, onOutcome } = deps;
   const waitingUsersLogged = new Set<number>();
+  const committer = new DeliveryCommitter(db, { maxAttempts: config.worker.maxAttempts, syncDelayMs: config.sync.afterWebhookDelayMs });
 
   const handler = async (c: import('hono').Context) => {
     const started = performance.now();
@@ -82,12 +85,14 @@ export function registerWebhook(app: Hono, deps: WebhookDeps): void {
         return c.json({ error: parsed.reason }, 400);
       }
 
-      const result = await recordDelivery(
-        db,
-        { clientApiKey: client.apiKey, body, receivedAt, notifications: parsed.notifications, ignored: parsed.ignored, total: parsed.total },
-        config.worker.maxAttempts,
-        config.sync.afterWebhookDelayMs,
-      );
+      const result = await committer.record({
+        clientApiKey: client.apiKey,
+        body,
+        receivedAt,
+        notifications: parsed.notifications,
+        ignored: parsed.ignored,
+        total: parsed.total,
+      });
       if (result.queued > 0) onQueued();
 
       const actions: Record<string, number> = {};

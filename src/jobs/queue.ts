@@ -1,4 +1,5 @@
-import { sql, type Kysely, type Selectable, type SqlBool, type Transaction } from 'kysely';
+import { CompiledQuery, sql, type Compilable, type Kysely, type Selectable, type SqlBool, type Transaction } from 'kysely';
+import { indexedBy } from '../store/db.ts';
 import type { Database, JobsTable, JobState } from '../store/schema.ts';
 
 // The job queue on top of the jobs table.
@@ -21,9 +22,9 @@ import type { Database, JobsTable, JobState } from '../store/schema.ts';
 export type Job = Selectable<JobsTable>;
 type Db = Kysely<Database> | Transaction<Database>;
 
-const PENDING = sql.raw<SqlBool>(`state in ('available', 'retryable', 'parked', 'no_token')`);
+const PENDING_TEXT = `state in ('available', 'retryable', 'parked', 'no_token')`;
+const PENDING = sql.raw<SqlBool>(PENDING_TEXT);
 const RUNNING = sql.raw<SqlBool>(`state = 'running'`);
-const RUNNING_R = sql.raw<SqlBool>(`r.state = 'running'`);
 const RUNNABLE = sql.raw<SqlBool>(`j.state in ('available', 'retryable')`);
 
 export interface NewJob {
@@ -41,8 +42,32 @@ export interface NewJob {
   runAt?: number;
 }
 
-// SQLite allows 32,766 bound parameters per statement; a row here binds 15.
+// SQLite allows 32,766 bound parameters per statement; a row here binds 14.
 const ENQUEUE_BATCH_ROWS = 500;
+const ENQUEUE_COLUMNS = [
+  'kind', 'state', 'dedupe_key', 'lock_key', 'user_id', 'item_type', 'item_id',
+  'action', 'payload', 'delivery_id', 'max_attempts', 'run_at', 'created_at', 'updated_at',
+] as const;
+const ENQUEUE_ROW = `(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`;
+
+// The enqueue statement is the hottest on the webhook path (one row per
+// notification), so its text is built once per row count and executed as a
+// compiled query: building it with the query builder on every delivery cost
+// more than SQLite's own work for the rows.
+const enqueueSqlByRows = new Map<number, string>();
+
+function enqueueSql(rows: number): string {
+  let text = enqueueSqlByRows.get(rows);
+  if (text === undefined) {
+    text =
+      `insert into jobs (${ENQUEUE_COLUMNS.join(', ')}) values ${Array(rows).fill(ENQUEUE_ROW).join(', ')} ` +
+      `on conflict (dedupe_key) where ${PENDING_TEXT} do update set ` +
+      'action = excluded.action, payload = excluded.payload, delivery_id = excluded.delivery_id, ' +
+      'merged_count = jobs.merged_count + 1, updated_at = excluded.updated_at';
+    enqueueSqlByRows.set(rows, text);
+  }
+  return text;
+}
 
 /**
  * Inserts jobs, merging each into a waiting job with the same dedupe key.
@@ -53,78 +78,61 @@ const ENQUEUE_BATCH_ROWS = 500;
  */
 export async function enqueue(db: Db, jobs: NewJob[], now = Date.now()): Promise<void> {
   for (let start = 0; start < jobs.length; start += ENQUEUE_BATCH_ROWS) {
-    const rows = jobs.slice(start, start + ENQUEUE_BATCH_ROWS).map((job) => ({
-      kind: job.kind,
-      state: job.state,
-      dedupe_key: job.dedupeKey,
-      lock_key: job.lockKey,
-      user_id: job.userId,
-      item_type: job.itemType ?? null,
-      item_id: job.itemId ?? null,
-      action: job.action ?? null,
-      payload: job.payload ?? null,
-      delivery_id: job.deliveryId ?? null,
-      max_attempts: job.maxAttempts,
-      run_at: job.runAt ?? now,
-      created_at: now,
-      updated_at: now,
-    }));
-    await db
-      .insertInto('jobs')
-      .values(rows)
-      .onConflict((oc) =>
-        oc
-          .column('dedupe_key')
-          .where(PENDING)
-          .doUpdateSet((eb) => ({
-            action: eb.ref('excluded.action'),
-            payload: eb.ref('excluded.payload'),
-            delivery_id: eb.ref('excluded.delivery_id'),
-            merged_count: eb('jobs.merged_count', '+', 1),
-            updated_at: eb.ref('excluded.updated_at'),
-          })),
-      )
-      .execute();
+    const batch = jobs.slice(start, start + ENQUEUE_BATCH_ROWS);
+    const parameters: unknown[] = [];
+    for (const job of batch) {
+      parameters.push(
+        job.kind,
+        job.state,
+        job.dedupeKey,
+        job.lockKey,
+        job.userId,
+        job.itemType ?? null,
+        job.itemId ?? null,
+        job.action ?? null,
+        job.payload ?? null,
+        job.deliveryId ?? null,
+        job.maxAttempts,
+        job.runAt ?? now,
+        now,
+        now,
+      );
+    }
+    await db.executeQuery(CompiledQuery.raw(enqueueSql(batch.length), parameters));
   }
 }
 
-/** Claims the next runnable job for `owner`, or returns undefined when none is due. */
+// The claim and complete statements run once per job, so they are fixed SQL
+// texts executed as compiled queries rather than built on every call. The
+// claim subquery walks the jobs_runnable partial index in run_at order, so
+// its cost does not grow with the finished jobs kept in the table.
+const CLAIM_SQL = `update jobs
+  set state = 'running', attempt = attempt + 1, lease_owner = ?, lease_until = ?, updated_at = ?
+  where id = (
+    select j.id from jobs as j ${indexedBy('jobs_runnable')}
+    where j.state in ('available', 'retryable') and j.run_at <= ?
+      and not exists (select 1 from jobs as r where r.state = 'running' and r.lock_key = j.lock_key)
+    order by j.run_at, j.id
+    limit 1
+  )
+  returning *`;
+
+const COMPLETE_SQL = `update jobs
+  set state = 'completed', lease_owner = null, lease_until = null, finished_at = ?, updated_at = ?, last_error = null
+  where id = ? and state = 'running' and lease_owner = ?`;
+
+/**
+ * Claims the next runnable job for `owner`, or returns undefined when none is
+ * due. One statement sets the lease and bumps the attempt together.
+ */
 export async function claim(db: Db, owner: string, leaseMs: number, now = Date.now()): Promise<Job | undefined> {
-  return claimQuery(db, owner, leaseMs, now).executeTakeFirst();
+  const result = await db.executeQuery(claimQuery(db, owner, leaseMs, now).compile());
+  return result.rows[0];
 }
 
 /** The claim statement, unexecuted, so a test can check its query plan uses the jobs_runnable index. */
-export function claimQuery(db: Db, owner: string, leaseMs: number, now: number) {
-  return db
-    .updateTable('jobs')
-    .set((eb) => ({
-      state: 'running',
-      attempt: eb('attempt', '+', 1),
-      lease_owner: owner,
-      lease_until: now + leaseMs,
-      updated_at: now,
-    }))
-    .where('id', '=', (eb) =>
-      eb
-        .selectFrom('jobs as j')
-        .select('j.id')
-        .where(RUNNABLE)
-        .where('j.run_at', '<=', now)
-        .where(({ not, exists, selectFrom }) =>
-          not(
-            exists(
-              selectFrom('jobs as r')
-                .select(sql.lit(1).as('one'))
-                .where(RUNNING_R)
-                .whereRef('r.lock_key', '=', 'j.lock_key'),
-            ),
-          ),
-        )
-        .orderBy('j.run_at')
-        .orderBy('j.id')
-        .limit(1),
-    )
-    .returningAll();
+export function claimQuery(_db: Db, owner: string, leaseMs: number, now: number): Compilable<Job> {
+  return { compile: () => CompiledQuery.raw(CLAIM_SQL, [owner, now + leaseMs, now, now]) as CompiledQuery<Job> };
 }
 
 /** Extends a lease the owner still holds. Returns false when the lease was lost. */
@@ -141,14 +149,8 @@ export async function extendLease(db: Db, job: Job, owner: string, leaseMs: numb
 
 /** Marks a job completed. Returns false when `owner` no longer holds its lease. */
 export async function complete(db: Db, job: Job, owner: string, now = Date.now()): Promise<boolean> {
-  const result = await db
-    .updateTable('jobs')
-    .set({ state: 'completed', lease_owner: null, lease_until: null, finished_at: now, updated_at: now, last_error: null })
-    .where('id', '=', job.id)
-    .where(RUNNING)
-    .where('lease_owner', '=', owner)
-    .executeTakeFirst();
-  return result.numUpdatedRows === 1n;
+  const result = await db.executeQuery(CompiledQuery.raw(COMPLETE_SQL, [now, now, job.id, owner]));
+  return result.numAffectedRows === 1n;
 }
 
 export type Failure =
@@ -246,7 +248,9 @@ export async function rescueExpiredLeases(db: Kysely<Database>, now = Date.now()
       } else if (await hasWaitingSibling(trx, job)) {
         await trx.updateTable('jobs').set({ ...common, state: 'discarded', finished_at: now }).where('id', '=', job.id).execute();
       } else {
-        await trx.updateTable('jobs').set({ ...common, state: 'retryable', run_at: now }).where('id', '=', job.id).execute();
+        // run_at stays as it was: the job was already due, and keeping its
+        // place in run_at order runs it before work queued after it.
+        await trx.updateTable('jobs').set({ ...common, state: 'retryable' }).where('id', '=', job.id).execute();
       }
     }
     return expired.length;

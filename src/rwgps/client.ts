@@ -1,6 +1,7 @@
 import type { ClientConfig } from '../config/config.ts';
 import { parseRetryAfter } from '../jobs/backoff.ts';
 import type { ItemType, TokenKind } from '../store/schema.ts';
+import { RequestRateLimiter } from './rate-limit.ts';
 
 // HTTP calls to the RWGPS API with a user's token.
 //
@@ -28,6 +29,8 @@ export interface RwgpsClientOptions {
   requestTimeoutMs: number;
   /** Largest response body read, in bytes; larger bodies are a permanent error. */
   maxBodyBytes?: number;
+  /** Request starts per second across all callers of this client; 0 or absent means no limit. */
+  maxRequestsPerSecond?: number;
   /** Called after every request that reached an outcome, for metrics and outage logging. */
   onRequest?: (outcome: RequestOutcome) => void;
 }
@@ -43,12 +46,18 @@ export interface RequestOutcome {
 
 const DEFAULT_MAX_BODY_BYTES = 128 * 1024 * 1024;
 const MAX_REDIRECTS = 3;
+// How long a 429 without a usable Retry-After holds back the whole client.
+const DEFAULT_RATE_LIMITED_PAUSE_MS = 1000;
+// A Retry-After longer than this pauses the client only this long; the job
+// that got the 429 still waits the full Retry-After through its backoff.
+const MAX_RATE_LIMITED_PAUSE_MS = 60_000;
 
 export class RwgpsClient {
   readonly #origin: string;
   readonly #baseUrl: string;
   readonly #timeoutMs: number;
   readonly #maxBodyBytes: number;
+  readonly #limiter: RequestRateLimiter;
   readonly #onRequest: ((outcome: RequestOutcome) => void) | undefined;
 
   constructor(options: RwgpsClientOptions) {
@@ -57,6 +66,7 @@ export class RwgpsClient {
     this.#origin = new URL(options.baseUrl).origin;
     this.#timeoutMs = options.requestTimeoutMs;
     this.#maxBodyBytes = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
+    this.#limiter = new RequestRateLimiter(options.maxRequestsPerSecond ?? 0);
   }
 
   itemPath(type: ItemType, id: number): string {
@@ -70,9 +80,11 @@ export class RwgpsClient {
   /**
    * GETs an API path (with its query) and classifies the answer. The timeout
    * covers the whole exchange, body included, so a body that stalls after
-   * the headers counts as a timeout.
+   * the headers counts as a timeout. Time spent waiting for the rate limit
+   * before the first request does not count.
    */
   async get(pathAndQuery: string, credentials: Credentials, signal?: AbortSignal): Promise<Classified> {
+    await this.#limiter.acquire(signal);
     const started = performance.now();
     const result = await this.#get(pathAndQuery, credentials, signal);
     this.#onRequest?.({
@@ -91,6 +103,7 @@ export class RwgpsClient {
 
     try {
       for (let hop = 0; ; hop++) {
+        if (hop > 0) await this.#limiter.acquire(combined);
         const response = await fetch(url, {
           headers: authHeaders(credentials),
           redirect: 'manual',
@@ -140,6 +153,9 @@ export class RwgpsClient {
     if (status === 401) return { kind: 'unauthorized', status, message };
     if (status === 429 || status >= 500) {
       const retryAfterMs = parseRetryAfter(response.headers.get('retry-after'));
+      if (status === 429) {
+        this.#limiter.pause(Math.min(retryAfterMs ?? DEFAULT_RATE_LIMITED_PAUSE_MS, MAX_RATE_LIMITED_PAUSE_MS));
+      }
       return { kind: 'retry', status, message, ...(retryAfterMs === undefined ? {} : { retryAfterMs }) };
     }
     return { kind: 'permanent', status, message };

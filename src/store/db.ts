@@ -147,6 +147,18 @@ export async function openStore(path: string, options: StoreOptions): Promise<St
   };
 }
 
+/**
+ * Returns the SQL text `indexed by <index>` for a table in a FROM clause.
+ * Without statistics (ANALYZE) SQLite's planner may prefer a plain index on
+ * `state` and sort every waiting job, so a query whose cost must stay flat
+ * as the table grows names its partial index here. SQLite rejects the query
+ * if the index cannot serve it, so a broken hint fails loudly, never slowly.
+ */
+export function indexedBy(index: string): string {
+  if (!/^[a-z_][a-z0-9_]*$/.test(index)) throw new Error(`invalid index name ${JSON.stringify(index)}`);
+  return `indexed by ${index}`;
+}
+
 // Runs on Kysely's single connection, reserved for the whole sequence, so no
 // other query runs with the shortened busy timeout and no checkpoint runs
 // inside another caller's open transaction.
