@@ -1,5 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { sql } from 'kysely';
 import { FakeRwgps } from '../scripts/fake-rwgps.ts';
 import { connectUser, getUser } from '../src/store/users.ts';
 import {
@@ -211,6 +212,57 @@ test('other 4xx dead at once', async (t) => {
   assert.match(first.last_error ?? '', /400: bad request/);
   assert.match(second.last_error ?? '', /422/);
   assert.equal(ts.logs.find('job dead').length, 2);
+});
+
+test('200 body not JSON is retried', async (t) => {
+  const ts = await startTestService(t);
+  await connect(ts.db, 1);
+  ts.fake.putRoute({ id: 61, userId: 1, name: 'After the glitch' });
+  ts.fake.injectFault({ path: '/api/v1/routes/61.json', fault: { kind: 'status', status: 200, body: '<html>maintenance</html>' } });
+  await ts.send(delivery({ user_id: 1, item_id: 61 }));
+
+  const job = await waitForJob(ts.db, { userId: 1, itemId: 61, state: 'completed' });
+  assert.equal(job.attempt, 2, 'the second attempt stores the item');
+  const failed = ts.logs.find('job attempt failed; will retry');
+  assert.equal(failed.length, 1);
+  assert.match(String(failed[0]?.error), /RWGPS responded 200 with a body that is not JSON \(24 bytes\)/);
+  assert.equal((await itemRow(ts.db, 'route', 61))?.name, 'After the glitch');
+});
+
+test('200 body without root object is retried', async (t) => {
+  const ts = await startTestService(t);
+  await connect(ts.db, 1);
+  ts.fake.putTrip({ id: 62, userId: 1, name: 'Found later' });
+  ts.fake.injectFault({ path: '/api/v1/trips/62.json', fault: { kind: 'status', status: 200, body: '{"route":{"id":62,"user_id":1}}' } });
+  await ts.send(delivery({ user_id: 1, item_id: 62, item_type: 'trip' }));
+
+  const job = await waitForJob(ts.db, { userId: 1, itemId: 62, state: 'completed' });
+  assert.equal(job.attempt, 2);
+  const failed = ts.logs.find('job attempt failed; will retry');
+  assert.equal(failed.length, 1);
+  assert.match(String(failed[0]?.error), /RWGPS responded 200 without a "trip" object/);
+  assert.equal((await itemRow(ts.db, 'trip', 62))?.name, 'Found later');
+});
+
+test('stored body byte-identical to response', async (t) => {
+  const ts = await startTestService(t);
+  await connect(ts.db, 1);
+  ts.fake.putRoute({ id: 63, userId: 1 });
+  // Whitespace, escapes, non-ASCII text and duplicate keys: the stored copy
+  // keeps each byte, and the key fields follow JSON.parse (the last name wins).
+  const body = '{ "route" : {"id":63,"user_id":1,"name":"ignored","name":"Col du Galibier \\u2013 étape ✓","updated_at":"2024-06-01T10:00:00-07:00","track_points":[{"x":6.4,"y":45.06}]} }\n';
+  ts.fake.injectFault({ path: '/api/v1/routes/63.json', fault: { kind: 'status', status: 200, body } });
+  await ts.send(delivery({ user_id: 1, item_id: 63 }));
+  await waitForJob(ts.db, { userId: 1, itemId: 63, state: 'completed' });
+
+  const stored = await sql<{ raw: Buffer }>`SELECT CAST(body AS BLOB) AS raw FROM items WHERE type = 'route' AND id = 63`.execute(ts.db);
+  assert.deepEqual(stored.rows[0]?.raw, Buffer.from(body), 'the stored bytes are the response bytes');
+  const item = await itemRow(ts.db, 'route', 63);
+  assert.equal(item?.body, body);
+  assert.equal(item?.name, 'Col du Galibier \u2013 étape ✓');
+  assert.equal(item?.owner_id, 1);
+  assert.equal(item?.updated_at, '2024-06-01T10:00:00-07:00');
+  assert.deepEqual(await libraryRows(ts.db, 1), [{ item_type: 'route', item_id: 63, relation: 'owner' }]);
 });
 
 test('cross-origin redirect not followed', async (t) => {

@@ -16,8 +16,9 @@ export interface Credentials {
   client: ClientConfig;
 }
 
-export type Classified =
-  | { kind: 'ok'; status: number; body: string }
+/** A classified response; the body of an `ok` one is text, or bytes for `fetchItem`. */
+export type Classified<Body = string> =
+  | { kind: 'ok'; status: number; body: Body }
   | { kind: 'not_found'; status: number }
   | { kind: 'forbidden'; status: number }
   | { kind: 'unauthorized'; status: number; message: string }
@@ -73,8 +74,12 @@ export class RwgpsClient {
     return `/api/v1/${type === 'route' ? 'routes' : 'trips'}/${id}.json`;
   }
 
-  fetchItem(type: ItemType, id: number, credentials: Credentials, signal?: AbortSignal): Promise<Classified> {
-    return this.get(this.itemPath(type, id), credentials, signal);
+  /**
+   * GETs an item. The body stays bytes: an item can be several megabytes,
+   * and the store keeps it as sent, so it is never decoded to a string.
+   */
+  fetchItem(type: ItemType, id: number, credentials: Credentials, signal?: AbortSignal): Promise<Classified<Buffer>> {
+    return this.getBytes(this.itemPath(type, id), credentials, signal);
   }
 
   /**
@@ -84,6 +89,12 @@ export class RwgpsClient {
    * before the first request does not count.
    */
   async get(pathAndQuery: string, credentials: Credentials, signal?: AbortSignal): Promise<Classified> {
+    const result = await this.getBytes(pathAndQuery, credentials, signal);
+    return result.kind === 'ok' ? { ...result, body: result.body.toString('utf8') } : result;
+  }
+
+  /** Like `get`, with the body of an `ok` response as bytes. */
+  async getBytes(pathAndQuery: string, credentials: Credentials, signal?: AbortSignal): Promise<Classified<Buffer>> {
     await this.#limiter.acquire(signal);
     const started = performance.now();
     const result = await this.#get(pathAndQuery, credentials, signal);
@@ -96,7 +107,7 @@ export class RwgpsClient {
     return result;
   }
 
-  async #get(pathAndQuery: string, credentials: Credentials, signal?: AbortSignal): Promise<Classified> {
+  async #get(pathAndQuery: string, credentials: Credentials, signal?: AbortSignal): Promise<Classified<Buffer>> {
     const timeout = AbortSignal.timeout(this.#timeoutMs);
     const combined = signal ? AbortSignal.any([signal, timeout]) : timeout;
     let url = new URL(pathAndQuery, `${this.#baseUrl}/`);
@@ -137,10 +148,10 @@ export class RwgpsClient {
     }
   }
 
-  async #classify(response: Response, signal: AbortSignal): Promise<Classified> {
+  async #classify(response: Response, signal: AbortSignal): Promise<Classified<Buffer>> {
     const status = response.status;
     if (status >= 200 && status < 300) {
-      const body = await readText(response, this.#maxBodyBytes, signal);
+      const body = await readBody(response, this.#maxBodyBytes, signal);
       if (body === null) {
         return { kind: 'permanent', status, message: `response body larger than ${this.#maxBodyBytes} bytes` };
       }
@@ -173,24 +184,42 @@ function authHeaders(credentials: Credentials): Record<string, string> {
   return headers;
 }
 
-/** Reads a body as text, or returns null once it passes `limit` bytes. */
-async function readText(response: Response, limit: number, signal: AbortSignal): Promise<string | null> {
-  if (!response.body) return '';
+/**
+ * Reads a body into one Buffer, or returns null once it passes `limit` bytes.
+ * With a Content-Length and no Content-Encoding, each chunk is copied into a
+ * buffer of that size as it arrives, so the chunks can be collected while
+ * the body is read and no second full-size copy is made at the end.
+ */
+async function readBody(response: Response, limit: number, signal: AbortSignal): Promise<Buffer | null> {
+  if (!response.body) return Buffer.alloc(0);
   const reader = response.body.getReader();
+  const declared = response.headers.has('content-encoding') ? NaN : Number(response.headers.get('content-length') ?? NaN);
+  // fetch decompresses an encoded body, so its Content-Length is not the size read.
+  let whole = Number.isSafeInteger(declared) && declared >= 0 && declared <= limit ? Buffer.allocUnsafe(declared) : null;
   const chunks: Uint8Array[] = [];
   let size = 0;
   for (;;) {
     signal.throwIfAborted();
     const { done, value } = await reader.read();
     if (done) break;
-    size += value.byteLength;
-    if (size > limit) {
+    if (size + value.byteLength > limit) {
       await reader.cancel();
       return null;
     }
-    chunks.push(value);
+    if (whole !== null && size + value.byteLength <= whole.length) {
+      whole.set(value, size);
+    } else {
+      if (whole !== null) {
+        // More bytes than Content-Length said: keep what came so far as the first chunk.
+        chunks.push(whole.subarray(0, size));
+        whole = null;
+      }
+      chunks.push(value);
+    }
+    size += value.byteLength;
   }
-  return Buffer.concat(chunks, size).toString('utf8');
+  if (whole !== null) return size === whole.length ? whole : whole.subarray(0, size);
+  return Buffer.concat(chunks, size);
 }
 
 /** Returns ": <message>" from an RWGPS error body, short and without echoing anything large. */

@@ -1,4 +1,4 @@
-import type { Kysely } from 'kysely';
+import { sql, type Kysely } from 'kysely';
 import type { Database, ItemType } from './schema.ts';
 
 export interface FetchedItem {
@@ -7,8 +7,8 @@ export interface FetchedItem {
   ownerId: number | null;
   name: string | null;
   updatedAt: string | null;
-  /** The response body as RWGPS sent it. */
-  body: string;
+  /** The response body as RWGPS sent it, stored byte for byte as TEXT. */
+  body: Uint8Array;
 }
 
 /**
@@ -24,18 +24,32 @@ export async function storeItem(
   now = Date.now(),
 ): Promise<void> {
   await db.transaction().execute(async (trx) => {
-    const row = {
-      owner_id: item.ownerId,
-      name: item.name,
-      updated_at: item.updatedAt,
-      body: item.body,
-      deleted_at: null,
-      synced_at: now,
-    };
+    // The body is bound once, as a blob, and the conflict branch reads it
+    // from `excluded`. Binding a JavaScript string would first make a UTF-8
+    // copy of it, and every binding is one more copy of a body that can be
+    // several megabytes. CAST stores the bytes as TEXT without changing them.
     await trx
       .insertInto('items')
-      .values({ type: item.type, id: item.id, ...row })
-      .onConflict((oc) => oc.columns(['type', 'id']).doUpdateSet(row))
+      .values({
+        type: item.type,
+        id: item.id,
+        owner_id: item.ownerId,
+        name: item.name,
+        updated_at: item.updatedAt,
+        body: sql<string>`CAST(${item.body} AS TEXT)`,
+        deleted_at: null,
+        synced_at: now,
+      })
+      .onConflict((oc) =>
+        oc.columns(['type', 'id']).doUpdateSet((eb) => ({
+          owner_id: eb.ref('excluded.owner_id'),
+          name: eb.ref('excluded.name'),
+          updated_at: eb.ref('excluded.updated_at'),
+          body: eb.ref('excluded.body'),
+          deleted_at: null,
+          synced_at: eb.ref('excluded.synced_at'),
+        })),
+      )
       .execute();
     if (relation !== null) {
       await trx

@@ -6,6 +6,7 @@ import type { RwgpsClient } from '../rwgps/client.ts';
 import { addToLibrary, markDeleted, removeFromLibrary, storeItem, type FetchedItem } from '../store/items.ts';
 import type { Database, ItemType, UserStatus } from '../store/schema.ts';
 import { credentialsFor, parkRejectedUser } from './credentials.ts';
+import { scanItemBody } from './item-body.ts';
 
 // The "item" job: bring one item of one user's library in line with RWGPS
 // after a notification. Item work is idempotent, so running a job twice
@@ -95,25 +96,13 @@ export function createItemJobHandler(deps: { db: Kysely<Database>; config: Confi
  * documented shape is retried: a proxy or a partial deploy can send one
  * bad answer, and giving up would lose the item.
  */
-export function parseItem(type: ItemType, id: number, body: string): FetchedItem {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(body);
-  } catch {
+export function parseItem(type: ItemType, id: number, body: Uint8Array): FetchedItem {
+  const scanned = scanItemBody(body, type);
+  if (!scanned.ok && scanned.problem === 'not_json') {
     throw new JobFailure('retry', `RWGPS responded 200 with a body that is not JSON (${body.length} bytes)`);
   }
-  const record = (parsed as Record<string, unknown> | null)?.[type];
-  if (typeof record !== 'object' || record === null) {
+  if (!scanned.ok) {
     throw new JobFailure('retry', `RWGPS responded 200 without a "${type}" object`);
   }
-  const fields = record as Record<string, unknown>;
-  const ownerId = typeof fields.user_id === 'number' ? fields.user_id : null;
-  return {
-    type,
-    id,
-    ownerId,
-    name: typeof fields.name === 'string' ? fields.name : null,
-    updatedAt: typeof fields.updated_at === 'string' ? fields.updated_at : null,
-    body,
-  };
+  return { type, id, ...scanned.fields, body };
 }
