@@ -33,6 +33,7 @@ async function main(): Promise<void> {
     fake.putTrip({ id, userId: ownerOf(id), trackPoints: bigPoints });
   }
   fake.takeNotifications();
+  fake.renderItemBodies();
 
   console.log(`READY ${JSON.stringify({ url: fake.url })}`);
   process.once('SIGTERM', () => {

@@ -14,7 +14,8 @@ export interface RecordedRequest {
 
 export interface ApiResponse {
   status: number;
-  body: string;
+  /** JSON text, or its UTF-8 bytes when they are cached. */
+  body: string | Buffer;
   headers?: Record<string, string>;
 }
 
@@ -26,7 +27,7 @@ export function jsonResponse(status: number, value: unknown): ApiResponse {
 
 export function sendResponse(response: ServerResponse, answer: ApiResponse): void {
   if (response.destroyed || response.headersSent) return;
-  const body = Buffer.from(answer.body);
+  const body = typeof answer.body === 'string' ? Buffer.from(answer.body) : answer.body;
   response.writeHead(answer.status, {
     'content-type': 'application/json; charset=utf-8',
     'content-length': String(body.length),

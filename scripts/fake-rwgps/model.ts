@@ -29,7 +29,7 @@ export class FakeModel {
   private readonly authTokens = new Map<string, number>();
   private readonly revokedTokens = new Set<string>();
   protected readonly items = new Map<string, StoredItem>();
-  protected readonly bodyCache = new Map<string, { version: number; body: string }>();
+  protected readonly bodyCache = new Map<string, { version: number; body: Buffer }>();
   private readonly changes: RecordedChange[] = [];
   private notifiedCount = 0;
   protected lastChangeAt = 0;
