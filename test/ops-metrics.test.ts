@@ -1,7 +1,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { parseConfig } from '../src/config/config.ts';
+import { join } from 'node:path';
 import { Registry } from '../src/metrics/registry.ts';
+import { openStore } from '../src/store/db.ts';
+import { backfillProgress } from '../src/store/stats.ts';
 import { CLIENT, notification, postWebhook, startFake, startRunning, tempDir, waitFor, writeConfig } from './ops-helpers.ts';
 
 const TOKEN = 'metrics-test-token';
@@ -44,6 +47,7 @@ test('metrics present and moving', async (t) => {
     'rwgps_sync_oldest_pending_job_age_seconds',
     'rwgps_sync_database_size_bytes',
     'rwgps_sync_backfill_items',
+    'rwgps_sync_backfill_users',
     'rwgps_sync_build_info',
   ]) {
     assert.match(before, new RegExp(`^# TYPE ${name} (counter|gauge|histogram)$`, 'm'), `${name} is declared`);
@@ -138,4 +142,50 @@ test('registry writes the exposition format', () => {
     ].join('\n'),
   );
   assert.throws(() => counter.inc({}, -1), /cannot decrease/);
+});
+
+test('backfill progress sums running backfills', async (t) => {
+  const store = await openStore(join(tempDir(t), 'backfill.db'), { synchronous: 'normal', busyTimeoutMs: 1000 });
+  t.after(() => store.close());
+  assert.deepEqual(await backfillProgress(store.db), { users: 0, done: 0, remaining: 0 });
+
+  const now = Date.now();
+  const user = (id: number, state: 'syncing' | 'done', items: number) => ({
+    id,
+    client_api_key: CLIENT.apiKey,
+    token: `token-${id}`,
+    token_kind: 'oauth' as const,
+    status: 'active' as const,
+    status_reason: null,
+    created_at: now,
+    updated_at: now,
+    sync_cursor: null,
+    last_synced_at: null,
+    backfill_state: state,
+    backfill_items: items,
+    backfill_started_at: now,
+    backfill_finished_at: null,
+  });
+  await store.db.insertInto('users').values([user(1, 'syncing', 10), user(2, 'done', 50)]).execute();
+  const job = (userId: number, itemId: number, state: 'available' | 'running' | 'completed') => ({
+    kind: 'item',
+    state,
+    dedupe_key: `item:${userId}:route:${itemId}`,
+    lock_key: `item:route:${itemId}`,
+    user_id: userId,
+    item_type: 'route' as const,
+    item_id: itemId,
+    action: 'updated',
+    max_attempts: 3,
+    run_at: now,
+    created_at: now,
+    updated_at: now,
+  });
+  await store.db
+    .insertInto('jobs')
+    .values([job(1, 1, 'available'), job(1, 2, 'running'), job(1, 3, 'completed'), job(2, 4, 'available')])
+    .execute();
+
+  // User 2's backfill is done, so its waiting job does not count.
+  assert.deepEqual(await backfillProgress(store.db), { users: 1, done: 8, remaining: 2 });
 });

@@ -3,7 +3,7 @@ import type { Job } from '../jobs/queue.ts';
 import type { RequestOutcome } from '../rwgps/client.ts';
 import { databaseFileSizes } from '../store/db.ts';
 import type { Database } from '../store/schema.ts';
-import { countJobsByState, countUsersByStatus, oldestPendingJob } from '../store/stats.ts';
+import { backfillProgress, countJobsByState, countUsersByStatus, oldestPendingJob } from '../store/stats.ts';
 import { COMMIT, VERSION } from '../version.ts';
 import { Registry } from './registry.ts';
 
@@ -11,21 +11,8 @@ import { Registry } from './registry.ts';
 // webhook, the worker and the RWGPS client; gauges are read from the
 // database when /metrics is scraped, so they are right after a restart too.
 
-export interface BackfillProgress {
-  /** Items fetched so far and items known to remain, over all users being backfilled. */
-  done: number;
-  remaining: number;
-}
-
 export class ServiceMetrics {
   readonly registry = new Registry();
-  /**
-   * Set by a backfill (full library sync), when one runs; the gauge is absent until then.
-   * TODO: nothing sets it yet. The users table now has backfill_state and
-   * backfill_items, from which a collector could report progress.
-   */
-  backfillProgress: (() => BackfillProgress | undefined) | undefined;
-
   readonly #deliveriesAccepted = this.registry.counter('rwgps_sync_deliveries_accepted_total', 'Webhook deliveries stored and answered 200.');
   readonly #deliveriesRejected = this.registry.counter(
     'rwgps_sync_deliveries_rejected_total',
@@ -49,7 +36,11 @@ export class ServiceMetrics {
     'Seconds the longest-waiting due job (available or retryable, run time passed) has waited for a worker; 0 when none is due.',
   );
   readonly #databaseBytes = this.registry.gauge('rwgps_sync_database_size_bytes', 'Size of the database file and of its -wal file, in bytes.');
-  readonly #backfill = this.registry.gauge('rwgps_sync_backfill_items', 'Backfill progress: items done and remaining.');
+  readonly #backfill = this.registry.gauge(
+    'rwgps_sync_backfill_items',
+    'Items listed by the backfills under way, by state (done, remaining); both 0 when none runs.',
+  );
+  readonly #backfillUsers = this.registry.gauge('rwgps_sync_backfill_users', 'Users whose backfill is under way.');
   readonly #buildInfo = this.registry.gauge('rwgps_sync_build_info', 'Version and commit of the running program; always 1.');
 
   constructor() {
@@ -77,7 +68,12 @@ export class ServiceMetrics {
 
   /** Reads the gauges from the database and returns the exposition text. */
   async render(db: Kysely<Database>, databasePath: string, now = Date.now()): Promise<string> {
-    const [jobs, users, oldest] = await Promise.all([countJobsByState(db), countUsersByStatus(db), oldestPendingJob(db, now)]);
+    const [jobs, users, oldest, backfill] = await Promise.all([
+      countJobsByState(db),
+      countUsersByStatus(db),
+      oldestPendingJob(db, now),
+      backfillProgress(db),
+    ]);
     this.#jobs.reset();
     for (const [state, count] of Object.entries(jobs)) this.#jobs.set(count, { state });
     this.#users.reset();
@@ -87,12 +83,9 @@ export class ServiceMetrics {
     const sizes = databaseFileSizes(databasePath);
     this.#databaseBytes.set(sizes.database, { file: 'database' });
     this.#databaseBytes.set(sizes.wal, { file: 'wal' });
-    const backfill = this.backfillProgress?.();
-    this.#backfill.reset();
-    if (backfill) {
-      this.#backfill.set(backfill.done, { state: 'done' });
-      this.#backfill.set(backfill.remaining, { state: 'remaining' });
-    }
+    this.#backfill.set(backfill.done, { state: 'done' });
+    this.#backfill.set(backfill.remaining, { state: 'remaining' });
+    this.#backfillUsers.set(backfill.users);
     return this.registry.render();
   }
 }

@@ -126,3 +126,37 @@ export async function appliedSchemaVersion(db: Kysely<Database>): Promise<number
   const row = await db.selectFrom('schema_migrations').select((eb) => eb.fn.max('version').as('v')).executeTakeFirst();
   return Number(row?.v ?? 0);
 }
+
+export interface BackfillProgress {
+  /** Users whose backfill is listing or syncing their library. */
+  users: number;
+  /** Items those backfills listed that have been synced. */
+  done: number;
+  /** Items those backfills listed that still wait for or run a job. */
+  remaining: number;
+}
+
+/**
+ * Sums the progress of the backfills under way. "Remaining" counts all of
+ * those users' waiting and running item jobs, webhook work included, so it
+ * can read a little high until the backfill ends.
+ */
+export async function backfillProgress(db: Kysely<Database>): Promise<BackfillProgress> {
+  const running = await db
+    .selectFrom('users')
+    .select(['id', 'backfill_items'])
+    .where('backfill_state', 'in', ['listing', 'syncing'])
+    .execute();
+  if (running.length === 0) return { users: 0, done: 0, remaining: 0 };
+
+  const known = running.reduce((sum, user) => sum + Number(user.backfill_items), 0);
+  const row = await db
+    .selectFrom('jobs')
+    .select((eb) => eb.fn.countAll<number>().as('n'))
+    .where('kind', '=', 'item')
+    .where('user_id', 'in', running.map((user) => user.id))
+    .where('state', 'in', ['available', 'retryable', 'running'])
+    .executeTakeFirstOrThrow();
+  const remaining = Number(row.n);
+  return { users: running.length, done: Math.max(0, known - remaining), remaining };
+}
