@@ -54,6 +54,10 @@ function digest(text: string): Buffer {
 }
 
 function remoteAddress(c: Context): string | undefined {
+  // On Deno, listen() passes Deno.serve's handler info, whose remoteAddr
+  // holds the client's address.
+  const denoAddress = (c.env as { remoteAddr?: { hostname?: unknown } } | undefined)?.remoteAddr?.hostname;
+  if (typeof denoAddress === 'string') return denoAddress;
   try {
     return getConnInfo(c).remote.address;
   } catch {
