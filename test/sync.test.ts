@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { sendWebhook } from '../scripts/fake-rwgps.ts';
 import { usersCommand } from '../src/cli/users.ts';
 import { listLibrary } from '../src/store/items.ts';
-import { getUser, listUsers } from '../src/store/users.ts';
+import { connectUser, disconnectUser, getUser, listUsers } from '../src/store/users.ts';
 import { connectUserAndSync } from '../src/sync/connect.ts';
 import { CLIENT, countJobs, startStack, waitFor, waitForIdle, type Stack } from './sync-helpers.ts';
 
@@ -212,4 +212,66 @@ test('users remove revokes and purges', async (t) => {
   const list = await run('list', '--json');
   const users = JSON.parse(list.stdout) as { userId: number; status: string; backfillState: string }[];
   assert.deepEqual(users.map((entry) => [entry.userId, entry.status, entry.backfillState]), [[11, 'disconnected', 'pending'], [12, 'disconnected', 'done']]);
+});
+
+test('purge during sync keeps backfill', async (t) => {
+  const stack = await startStack(t);
+  const db = stack.service.store.db;
+  stack.fake.addUser({ id: 21, accessToken: 'token-21' });
+  stack.fake.putRoute({ id: 210, userId: 21 });
+  stack.fake.putRoute({ id: 211, userId: 21 });
+  await connect(stack, 21, 'token-21');
+  await backfilled(stack, 21);
+  await waitForIdle(stack.service);
+
+  // A catch-up sync whose sync.json request is still open when the purge runs.
+  stack.fake.injectFault({ path: '/api/v1/sync.json', fault: { kind: 'slow', delayMs: 1500 } });
+  const listed = stack.fake.requests.filter((request) => request.path === '/api/v1/sync.json').length;
+  await connect(stack, 21, 'token-21');
+  await waitFor(() => stack.fake.requests.filter((request) => request.path === '/api/v1/sync.json').length > listed, { what: 'the catch-up sync to ask RWGPS' });
+  const purged = await disconnectUser(db, 21, { purge: true });
+  assert.equal(purged.found, true);
+
+  await waitFor(async () => (await countJobs(stack.service, 'sync', 21, ['running', 'available', 'retryable'])) === 0, { what: 'the catch-up sync to end' });
+  const user = await getUser(db, 21);
+  assert.equal(user?.sync_cursor, null, 'the purge reset the cursor and the sync did not move it');
+  assert.equal(user?.backfill_state, 'pending');
+  assert.equal(await countJobs(stack.service, 'item', 21, ['available', 'retryable', 'parked', 'no_token']), 0, 'no item job queued after the purge');
+  assert.ok(stack.logs.some((line) => line.msg === 'sync stopped: the user was removed with --purge or reconnected while it ran; cursor not moved' && line.userId === 21));
+
+  const reconnected = await connectUserAndSync(db, { id: 21, clientApiKey: CLIENT.apiKey, token: 'token-21', tokenKind: 'oauth' }, 5);
+  stack.service.worker.notify();
+  assert.equal(reconnected.backfill, true);
+  await backfilled(stack, 21);
+  await waitForIdle(stack.service);
+  assert.deepEqual(await libraryIds(stack, 21), [210, 211]);
+});
+
+test('purge during item fetch stores nothing', async (t) => {
+  const stack = await startStack(t);
+  const db = stack.service.store.db;
+  stack.fake.addUser({ id: 22, accessToken: 'token-22' });
+  stack.fake.addUser({ id: 23, accessToken: 'token-23' });
+  await connectUser(db, { id: 22, clientApiKey: CLIENT.apiKey, token: 'token-22', tokenKind: 'oauth' });
+  await connectUser(db, { id: 23, clientApiKey: CLIENT.apiKey, token: 'token-23', tokenKind: 'oauth' });
+  // 220 is user 22's alone; 230 is user 23's route, which user 22 pins.
+  stack.fake.putRoute({ id: 230, userId: 23 });
+  assert.equal((await post(stack, stack.fake.takeNotifications())).status, 200);
+  await waitForIdle(stack.service);
+  assert.deepEqual(await libraryIds(stack, 23), [230]);
+
+  stack.fake.injectFault({ path: '/api/v1/routes/220.json', fault: { kind: 'slow', delayMs: 1500 } });
+  stack.fake.injectFault({ path: '/api/v1/routes/230.json', fault: { kind: 'slow', delayMs: 1500 } });
+  stack.fake.putRoute({ id: 220, userId: 22 });
+  stack.fake.pin(22, 'route', 230);
+  assert.equal((await post(stack, stack.fake.takeNotifications())).status, 200);
+  const fetching = (path: string) => stack.fake.requests.some((request) => request.path === path && request.headers.authorization === 'Bearer token-22');
+  await waitFor(() => fetching('/api/v1/routes/220.json') && fetching('/api/v1/routes/230.json'), { what: 'both item fetches to start' });
+  await disconnectUser(db, 22, { purge: true });
+  await waitForIdle(stack.service);
+
+  assert.deepEqual(await listLibrary(db, 22), [], 'nothing put back into the purged library');
+  const items = await db.selectFrom('items').select('id').orderBy('id').execute();
+  assert.deepEqual(items.map((row) => row.id), [230], 'the purged user\'s own route is not stored; the shared one is');
+  assert.deepEqual(await libraryIds(stack, 23), [230]);
 });

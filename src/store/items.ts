@@ -12,9 +12,29 @@ export interface FetchedItem {
 }
 
 /**
+ * Checks that the user is known and not disconnected. An item job can still
+ * be running when the operator removes its user, and what it fetched must
+ * not put rows back into the library the removal emptied.
+ */
+async function userConnected(db: Kysely<Database>, userId: number): Promise<boolean> {
+  const user = await db.selectFrom('users').select('status').where('id', '=', userId).executeTakeFirst();
+  return user !== undefined && user.status !== 'disconnected';
+}
+
+/** Checks whether any user has the item in their library. */
+async function inAnyLibrary(db: Kysely<Database>, type: ItemType, id: number): Promise<boolean> {
+  const row = await db.selectFrom('library').select('user_id').where('item_type', '=', type).where('item_id', '=', id).limit(1).executeTakeFirst();
+  return row !== undefined;
+}
+
+/**
  * Stores an item RWGPS returned and, when `relation` is given, records it in
  * the user's library. RWGPS returning the item means it exists, so a
  * deletion mark is cleared.
+ *
+ * When the user was disconnected meanwhile, the library is left alone, and
+ * the item is stored only if another user has it in their library. Returns
+ * false in that case.
  */
 export async function storeItem(
   db: Kysely<Database>,
@@ -22,8 +42,10 @@ export async function storeItem(
   userId: number,
   relation: 'owner' | 'pinned' | null,
   now = Date.now(),
-): Promise<void> {
-  await db.transaction().execute(async (trx) => {
+): Promise<boolean> {
+  return db.transaction().execute(async (trx) => {
+    const connected = await userConnected(trx, userId);
+    if (!connected && !(await inAnyLibrary(trx, item.type, item.id))) return false;
     // The body is bound once, as a blob, and the conflict branch reads it
     // from `excluded`. Binding a JavaScript string would first make a UTF-8
     // copy of it, and every binding is one more copy of a body that can be
@@ -51,13 +73,33 @@ export async function storeItem(
         })),
       )
       .execute();
-    if (relation !== null) {
+    if (connected && relation !== null) {
       await trx
         .insertInto('library')
         .values({ user_id: userId, item_type: item.type, item_id: item.id, relation, added_at: now })
         .onConflict((oc) => oc.doNothing())
         .execute();
     }
+    return connected;
+  });
+}
+
+/**
+ * Records a delete notification: the item is marked deleted and kept in the
+ * owner's library so the deletion is visible. When the user was disconnected
+ * meanwhile, only an item another user has is marked, and the library is
+ * left alone. Returns false in that case.
+ */
+export async function recordDeletion(db: Kysely<Database>, userId: number, type: ItemType, id: number, now = Date.now()): Promise<boolean> {
+  return db.transaction().execute(async (trx) => {
+    const connected = await userConnected(trx, userId);
+    if (!connected) {
+      if (await inAnyLibrary(trx, type, id)) await markDeleted(trx, type, id, now);
+      return false;
+    }
+    await markDeleted(trx, type, id, now);
+    await addToLibrary(trx, userId, type, id, 'owner', now);
+    return true;
   });
 }
 

@@ -21,20 +21,45 @@ export async function beginBackfill(db: Kysely<Database>, userId: number, now = 
   return row?.backfill_started_at ?? now;
 }
 
+/** The starting point of a sync: the cursor it read, or null for a backfill. */
+export interface SyncStart {
+  cursor: string | null;
+}
+
+/**
+ * Checks that the user still has the sync's starting point. `users remove
+ * --purge` resets the cursor and the backfill state, so a sync running then
+ * no longer matches and must queue nothing more, because a reconnect has to
+ * backfill from scratch.
+ */
+export async function syncStartUnchanged(trx: Transaction<Database>, userId: number, start: SyncStart): Promise<boolean> {
+  const user = await trx.selectFrom('users').select(['status', 'sync_cursor', 'backfill_state']).where('id', '=', userId).executeTakeFirst();
+  if (user === undefined || user.sync_cursor !== start.cursor) return false;
+  // A backfill marked itself "listing" when it started; a purge sets "pending".
+  return start.cursor !== null || user.backfill_state === 'listing';
+}
+
 /**
  * Stores RWGPS's rwgps_datetime as the user's cursor. Called in the
  * transaction that queues the last entries of a sync, so the cursor never
  * covers entries that are not queued. `backfillItems` moves a backfill on to
  * "syncing" with that many known items.
+ *
+ * The update only applies while the user is active and still has the cursor
+ * the sync started from (and, for a backfill, is still listing). Otherwise a
+ * purge, a disconnect or a rejected token came in while the sync ran, and
+ * moving the cursor would make a later reconnect skip its backfill or miss
+ * changes. Returns whether the cursor was saved.
  */
 export async function saveCursorIn(
   trx: Transaction<Database>,
   userId: number,
+  start: SyncStart,
   cursor: string,
   backfillItems: number | null,
   now = Date.now(),
-): Promise<void> {
-  await trx
+): Promise<boolean> {
+  let query = trx
     .updateTable('users')
     .set({
       sync_cursor: cursor,
@@ -42,7 +67,10 @@ export async function saveCursorIn(
       ...(backfillItems === null ? {} : { backfill_state: 'syncing' as const, backfill_items: backfillItems }),
     })
     .where('id', '=', userId)
-    .execute();
+    .where('status', '=', 'active');
+  query = start.cursor === null ? query.where('sync_cursor', 'is', null).where('backfill_state', '=', 'listing') : query.where('sync_cursor', '=', start.cursor);
+  const result = await query.executeTakeFirst();
+  return result.numUpdatedRows === 1n;
 }
 
 export interface FinishedBackfill {

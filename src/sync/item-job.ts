@@ -3,7 +3,7 @@ import type { Config } from '../config/config.ts';
 import type { Job } from '../jobs/queue.ts';
 import { JobFailure, type JobContext, type JobHandler } from '../jobs/worker.ts';
 import type { RwgpsClient } from '../rwgps/client.ts';
-import { addToLibrary, markDeleted, removeFromLibrary, storeItem, type FetchedItem } from '../store/items.ts';
+import { markDeleted, recordDeletion, removeFromLibrary, storeItem, type FetchedItem } from '../store/items.ts';
 import type { Database, ItemType, UserStatus } from '../store/schema.ts';
 import { credentialsFor, parkRejectedUser } from './credentials.ts';
 import { scanItemBody } from './item-body.ts';
@@ -13,6 +13,8 @@ import { scanItemBody } from './item-body.ts';
 // (at-least-once delivery) stores the same result.
 
 export const ITEM_JOB = 'item';
+
+const USER_GONE = 'user was disconnected while the job ran; their library was not changed';
 
 export function itemDedupeKey(userId: number, type: ItemType, id: number): string {
   return `item:${userId}:${type}:${id}`;
@@ -42,8 +44,7 @@ export function createItemJobHandler(deps: { db: Kysely<Database>; config: Confi
       case 'deleted':
         // The item is gone at RWGPS: keep the last copy, marked deleted, in
         // the owner's library so the deletion is visible.
-        await markDeleted(db, type, id);
-        await addToLibrary(db, job.user_id, type, id, 'owner');
+        if (!(await recordDeletion(db, job.user_id, type, id))) context.logger.info(USER_GONE);
         return;
       case 'removed':
         await removeFromLibrary(db, job.user_id, type, id, 'pinned');
@@ -68,7 +69,7 @@ export function createItemJobHandler(deps: { db: Kysely<Database>; config: Confi
         let relation: 'owner' | 'pinned' | null = null;
         if (job.action === 'added') relation = 'pinned';
         else if (item.ownerId === job.user_id) relation = 'owner';
-        await storeItem(db, item, job.user_id, relation);
+        if (!(await storeItem(db, item, job.user_id, relation))) context.logger.info(USER_GONE);
         return;
       }
       case 'not_found':

@@ -7,7 +7,7 @@ import type { Logger } from '../log.ts';
 import type { Credentials, RwgpsClient } from '../rwgps/client.ts';
 import { BACKFILL_SINCE, continuation, parseSyncPage, syncPath, type SyncEntry } from '../rwgps/sync-api.ts';
 import type { Database, UserStatus } from '../store/schema.ts';
-import { beginBackfill, finishBackfillIfIdle, saveCursorIn } from '../store/sync-state.ts';
+import { beginBackfill, finishBackfillIfIdle, saveCursorIn, syncStartUnchanged, type SyncStart } from '../store/sync-state.ts';
 import { getUser, userStatuses } from '../store/users.ts';
 import { credentialsFor, parkRejectedUser } from './credentials.ts';
 import { ITEM_JOB, itemDedupeKey, itemLockKey, jobStateFor } from './item-job.ts';
@@ -23,6 +23,11 @@ import { ITEM_JOB, itemDedupeKey, itemLockKey, jobStateFor } from './item-job.ts
 //   the transaction that queues the last batch. A crash before it leaves the
 //   old cursor, and the next sync lists the same entries again; queued item
 //   jobs merge by dedupe key, and item work is idempotent.
+// - Each batch first checks that the user still has the cursor the sync
+//   started from. `users remove --purge` resets it while a sync may be
+//   listing; that sync then stops without queuing more or saving a cursor,
+//   so a reconnect backfills from scratch. The cursor is saved only while the
+//   user is active and still has the starting cursor (see saveCursorIn).
 // - The next sync starts CURSOR_OVERLAP_MS before the cursor, so a change
 //   stamped at the cursor's boundary, or committed at RWGPS a little late,
 //   is listed again rather than skipped.
@@ -78,6 +83,7 @@ export function createSyncJobHandler(deps: SyncJobDeps): JobHandler {
     const user = await getUser(db, userId);
     const backfill = user?.sync_cursor === null || user?.sync_cursor === undefined;
     const since = backfill ? BACKFILL_SINCE : overlapped(user.sync_cursor!);
+    const start: SyncStart = { cursor: backfill ? null : user.sync_cursor! };
     const started = Date.now();
 
     if (backfill) {
@@ -106,9 +112,19 @@ export function createSyncJobHandler(deps: SyncJobDeps): JobHandler {
 
       for (const entry of page.entries) seen.add(`${entry.itemType}:${entry.itemId}`);
       const last = next.kind === 'done';
-      queued += await queueEntries(page.entries, userId, job.max_attempts, last ? { cursor: page.rwgpsDatetime, backfillItems: backfill ? seen.size : null } : null);
+      const outcome = await queueEntries(page.entries, userId, start, job.max_attempts, last ? { cursor: page.rwgpsDatetime, backfillItems: backfill ? seen.size : null } : null);
+      queued += outcome.queued;
       if (queued > 0) onQueued();
-      if (last) break;
+      if (outcome.superseded) {
+        context.logger.warn('sync stopped: the user was removed with --purge or reconnected while it ran; cursor not moved', { userId, since, entries: queued, pages });
+        return;
+      }
+      if (last) {
+        if (!outcome.cursorSaved) {
+          context.logger.warn('sync cursor not moved: the user is no longer active or their cursor changed while the sync ran', { userId, since, cursor: page.rwgpsDatetime });
+        }
+        break;
+      }
 
       pageSince = next.url.searchParams.get('since') ?? pageSince;
       path = `${next.url.pathname}${next.url.search}`;
@@ -142,15 +158,19 @@ export function createSyncJobHandler(deps: SyncJobDeps): JobHandler {
 
   /**
    * Queues one item job per entry, in batches. `finish`, on the last page,
-   * stores the cursor in the transaction of the last batch. Returns how many
-   * entries were queued.
+   * stores the cursor in the transaction of the last batch. Stops, with
+   * `superseded`, at the first batch that finds the sync's starting cursor
+   * gone. Returns how many entries were queued.
    */
   async function queueEntries(
     entries: SyncEntry[],
     userId: number,
+    start: SyncStart,
     maxAttempts: number,
     finish: { cursor: string; backfillItems: number | null } | null,
-  ): Promise<number> {
+  ): Promise<{ queued: number; superseded: boolean; cursorSaved: boolean }> {
+    let queued = 0;
+    let cursorSaved = false;
     // The queue keeps the newest action per item when jobs merge, so entries
     // go in oldest first whatever order RWGPS listed them in.
     entries = sortedByDatetime(entries);
@@ -158,7 +178,8 @@ export function createSyncJobHandler(deps: SyncJobDeps): JobHandler {
     for (let index = 0; index < batches; index++) {
       const batch = entries.slice(index * ENQUEUE_BATCH, (index + 1) * ENQUEUE_BATCH);
       const isLast = index === batches - 1;
-      await db.transaction().execute(async (trx) => {
+      const unchanged = await db.transaction().execute(async (trx) => {
+        if (!(await syncStartUnchanged(trx, userId, start))) return false;
         const now = Date.now();
         const status = (await userStatuses(trx, [userId])).get(userId);
         const jobs: NewJob[] = batch.map((entry) => ({
@@ -173,12 +194,15 @@ export function createSyncJobHandler(deps: SyncJobDeps): JobHandler {
           maxAttempts,
         }));
         await enqueue(trx, jobs, now);
-        if (isLast && finish !== null) await saveCursorIn(trx, userId, finish.cursor, finish.backfillItems, now);
+        if (isLast && finish !== null) cursorSaved = await saveCursorIn(trx, userId, start, finish.cursor, finish.backfillItems, now);
+        return true;
       });
+      if (!unchanged) return { queued, superseded: true, cursorSaved: false };
+      queued += batch.length;
       // Let webhook requests waiting for the database go first.
       if (!isLast) await yieldToEventLoop();
     }
-    return entries.length;
+    return { queued, superseded: false, cursorSaved };
   }
 }
 
