@@ -122,6 +122,48 @@ test('added pins item, removed unpins', async (t) => {
   assert.notEqual(await itemRow(ts.db, 'route', 102), undefined, 'the item itself stays');
 });
 
+test('pin and edit both kept', async (t) => {
+  const ts = await startTestService(t);
+  await connect(ts.db, 1);
+  ts.fake.putRoute({ id: 301, userId: 1 });
+  ts.fake.putRoute({ id: 302, userId: 1 });
+  ts.fake.putRoute({ id: 303, userId: 1 });
+
+  // One delivery, so every job is still waiting when the next one is queued.
+  // 301 is created, then pinned; 302 pinned, then edited; 303 pinned, then unpinned.
+  const answer = await ts.send(
+    delivery(
+      { user_id: 1, item_id: 301, action: 'created' },
+      { user_id: 1, item_id: 301, action: 'added' },
+      { user_id: 1, item_id: 302, action: 'added' },
+      { user_id: 1, item_id: 302, action: 'updated' },
+      { user_id: 1, item_id: 303, action: 'added' },
+      { user_id: 1, item_id: 303, action: 'removed' },
+    ),
+  );
+  assert.equal(answer.status, 200);
+  await waitForIdle(ts.db);
+
+  const jobs = await jobRows(ts.db, { userId: 1 });
+  assert.deepEqual(
+    jobs.map((job) => [job.item_id, job.action, job.state]),
+    [
+      [301, 'created', 'completed'],
+      [301, 'added', 'completed'],
+      [302, 'added', 'completed'],
+      [302, 'updated', 'completed'],
+      [303, 'removed', 'completed'],
+    ],
+    'owner and pin changes of one item stay separate jobs; a pin and unpin merge',
+  );
+  assert.deepEqual(await libraryRows(ts.db, 1), [
+    { item_type: 'route', item_id: 301, relation: 'owner' },
+    { item_type: 'route', item_id: 301, relation: 'pinned' },
+    { item_type: 'route', item_id: 302, relation: 'owner' },
+    { item_type: 'route', item_id: 302, relation: 'pinned' },
+  ]);
+});
+
 test('basic auth_token sent with api key', async (t) => {
   const ts = await startTestService(t);
   ts.fake.addUser({ id: 4, authToken: 'auth-token-4-9a' });

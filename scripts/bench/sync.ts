@@ -63,7 +63,7 @@ function backlog(): NewJob[] {
     const userId = ownerOf(id);
     jobs.push({
       kind: ITEM_JOB,
-      dedupeKey: itemDedupeKey(userId, type, id),
+      dedupeKey: itemDedupeKey(userId, type, id, 'created'),
       lockKey: itemLockKey(type, id),
       userId,
       state: 'available',

@@ -76,7 +76,7 @@ export async function writeDelivery(
   const statuses = await userStatuses(trx, userIds);
   const jobs: NewJob[] = delivery.notifications.map((n) => ({
     kind: ITEM_JOB,
-    dedupeKey: itemDedupeKey(n.userId, n.itemType, n.itemId),
+    dedupeKey: itemDedupeKey(n.userId, n.itemType, n.itemId, n.action),
     lockKey: itemLockKey(n.itemType, n.itemId),
     userId: n.userId,
     state: jobStateFor(statuses.get(n.userId)),

@@ -16,8 +16,16 @@ export const ITEM_JOB = 'item';
 
 const USER_GONE = 'user was disconnected while the job ran; their library was not changed';
 
-export function itemDedupeKey(userId: number, type: ItemType, id: number): string {
-  return `item:${userId}:${type}:${id}`;
+/**
+ * Returns the key under which waiting jobs for one item of one user merge,
+ * keeping the newest action. `added` and `removed` change the "pinned"
+ * relation and the other actions change the "owner" one, so each group has
+ * its own key. A single key would let a pin replace a waiting `created` (the
+ * owner row is never written) or an edit replace a waiting `added`.
+ */
+export function itemDedupeKey(userId: number, type: ItemType, id: number, action: string): string {
+  const pinned = action === 'added' || action === 'removed';
+  return pinned ? `item:${userId}:${type}:${id}:pinned` : `item:${userId}:${type}:${id}`;
 }
 
 /** Jobs for the same item never run at once, whichever user they are for. */

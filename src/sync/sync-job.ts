@@ -184,7 +184,7 @@ export function createSyncJobHandler(deps: SyncJobDeps): JobHandler {
         const status = (await userStatuses(trx, [userId])).get(userId);
         const jobs: NewJob[] = batch.map((entry) => ({
           kind: ITEM_JOB,
-          dedupeKey: itemDedupeKey(userId, entry.itemType, entry.itemId),
+          dedupeKey: itemDedupeKey(userId, entry.itemType, entry.itemId, entry.action),
           lockKey: itemLockKey(entry.itemType, entry.itemId),
           userId,
           state: jobStateFor(status),
