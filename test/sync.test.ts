@@ -1,7 +1,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { sendWebhook } from '../scripts/fake-rwgps.ts';
 import { usersCommand } from '../src/cli/users.ts';
+import { RwgpsClient } from '../src/rwgps/client.ts';
 import { listLibrary } from '../src/store/items.ts';
 import { connectUser, disconnectUser, getUser, listUsers } from '../src/store/users.ts';
 import { connectUserAndSync } from '../src/sync/connect.ts';
@@ -274,4 +277,37 @@ test('purge during item fetch stores nothing', async (t) => {
   const items = await db.selectFrom('items').select('id').orderBy('id').execute();
   assert.deepEqual(items.map((row) => row.id), [230], 'the purged user\'s own route is not stored; the shared one is');
   assert.deepEqual(await libraryIds(stack, 23), [230]);
+});
+
+test('next page never leaves RWGPS origin', async (t) => {
+  const stack = await startStack(t);
+  const seen: { url: string | undefined; authorization: string | undefined }[] = [];
+  const other = createServer((request, response) => {
+    seen.push({ url: request.url, authorization: request.headers.authorization });
+    response.writeHead(500).end();
+  });
+  await new Promise<void>((resolve) => other.listen(0, '127.0.0.1', resolve));
+  t.after(() => new Promise<void>((resolve) => other.close(() => resolve())));
+  const otherPort = (other.address() as AddressInfo).port;
+
+  // The next_sync_url is on the RWGPS origin, but its path starts with "//",
+  // which a resolver reads as a protocol-relative URL to another host.
+  stack.fake.addUser({ id: 31, accessToken: 'token-31' });
+  const nextSyncUrl = `${stack.fake.url}//127.0.0.1:${otherPort}/steal?since=2000-01-01T00:00:00Z`;
+  const body = JSON.stringify({ items: [], meta: { rwgps_datetime: new Date().toISOString(), next_sync_url: nextSyncUrl } });
+  stack.fake.injectFault({ path: '/api/v1/sync.json', fault: { kind: 'status', status: 200, body } });
+  await connect(stack, 31, 'token-31');
+  await waitFor(async () => (await countJobs(stack.service, 'sync', 31, ['dead', 'completed'])) === 1, { what: 'the sync to end' });
+  assert.deepEqual(seen, [], 'the other host got no request');
+  assert.equal((await getUser(stack.service.store.db, 31))?.sync_cursor, null, 'the cursor did not move');
+
+  // The client itself checks the origin of a path and of an absolute URL before sending.
+  const client = new RwgpsClient({ baseUrl: stack.fake.url, requestTimeoutMs: 2000 });
+  const credentials = { token: 'token-31', kind: 'oauth' as const, client: CLIENT };
+  const relative = await client.get(`//127.0.0.1:${otherPort}/x`, credentials);
+  assert.equal(relative.kind, 'permanent');
+  const absolute = await client.get(new URL(`http://127.0.0.1:${otherPort}/x`), credentials);
+  assert.equal(absolute.kind, 'permanent');
+  assert.match('message' in absolute ? absolute.message : '', /not sent: tokens are only sent to http:\/\/127\.0\.0\.1:\d+/);
+  assert.deepEqual(seen, [], 'the other host still got no request');
 });

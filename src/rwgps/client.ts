@@ -6,8 +6,10 @@ import { RequestRateLimiter } from './rate-limit.ts';
 // HTTP calls to the RWGPS API with a user's token.
 //
 // Tokens go only to rwgps.baseUrl's origin: URLs are built from the base URL
-// and the item type and id, never from a notification's item_url, and a
-// redirect to another origin is not followed.
+// and the item type and id, never from a notification's item_url, and every
+// request, the first one and each redirect, is checked against that origin.
+// A path such as `//other-host/x` resolves to another origin, so the check
+// runs on the resolved URL.
 
 export interface Credentials {
   token: string;
@@ -83,21 +85,23 @@ export class RwgpsClient {
   }
 
   /**
-   * GETs an API path (with its query) and classifies the answer. The timeout
-   * covers the whole exchange, body included, so a body that stalls after
-   * the headers counts as a timeout. Time spent waiting for the rate limit
-   * before the first request does not count.
+   * GETs an API path (with its query), or an absolute URL on the RWGPS
+   * origin, and classifies the response. A target on another origin is a
+   * permanent error and no request is sent. The timeout covers the whole
+   * exchange, body included, so a body that stalls after the headers counts
+   * as a timeout. Time spent waiting for the rate limit before the first
+   * request does not count.
    */
-  async get(pathAndQuery: string, credentials: Credentials, signal?: AbortSignal): Promise<Classified> {
-    const result = await this.getBytes(pathAndQuery, credentials, signal);
+  async get(target: string | URL, credentials: Credentials, signal?: AbortSignal): Promise<Classified> {
+    const result = await this.getBytes(target, credentials, signal);
     return result.kind === 'ok' ? { ...result, body: result.body.toString('utf8') } : result;
   }
 
   /** Like `get`, with the body of an `ok` response as bytes. */
-  async getBytes(pathAndQuery: string, credentials: Credentials, signal?: AbortSignal): Promise<Classified<Buffer>> {
+  async getBytes(target: string | URL, credentials: Credentials, signal?: AbortSignal): Promise<Classified<Buffer>> {
     await this.#limiter.acquire(signal);
     const started = performance.now();
-    const result = await this.#get(pathAndQuery, credentials, signal);
+    const result = await this.#get(target, credentials, signal);
     this.#onRequest?.({
       status: result.status,
       kind: result.kind,
@@ -107,13 +111,21 @@ export class RwgpsClient {
     return result;
   }
 
-  async #get(pathAndQuery: string, credentials: Credentials, signal?: AbortSignal): Promise<Classified<Buffer>> {
+  async #get(target: string | URL, credentials: Credentials, signal?: AbortSignal): Promise<Classified<Buffer>> {
     const timeout = AbortSignal.timeout(this.#timeoutMs);
     const combined = signal ? AbortSignal.any([signal, timeout]) : timeout;
-    let url = new URL(pathAndQuery, `${this.#baseUrl}/`);
+    let url: URL;
+    try {
+      url = new URL(target, `${this.#baseUrl}/`);
+    } catch {
+      return { kind: 'permanent', status: null, message: `invalid RWGPS request URL ${JSON.stringify(String(target).slice(0, 200))}` };
+    }
 
     try {
       for (let hop = 0; ; hop++) {
+        if (url.origin !== this.#origin) {
+          return { kind: 'permanent', status: null, message: `request to ${url.origin} not sent: tokens are only sent to ${this.#origin}` };
+        }
         if (hop > 0) await this.#limiter.acquire(combined);
         const response = await fetch(url, {
           headers: authHeaders(credentials),

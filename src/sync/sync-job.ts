@@ -95,10 +95,12 @@ export function createSyncJobHandler(deps: SyncJobDeps): JobHandler {
     let queued = 0;
     let invalid = 0;
     let pages = 0;
-    let path = syncPath(since, config.sync.assets);
+    // The first page is a path on the RWGPS base URL; later pages are the
+    // absolute next_sync_url, checked against that origin here and by the client.
+    let target: string | URL = syncPath(since, config.sync.assets);
     let pageSince = since;
     for (;;) {
-      const page = await fetchPage(path, credentials, userId, context);
+      const page = await fetchPage(target, credentials, userId, context);
       pages++;
       invalid += page.invalid;
       const next = continuation(page, pageSince);
@@ -127,7 +129,7 @@ export function createSyncJobHandler(deps: SyncJobDeps): JobHandler {
       }
 
       pageSince = next.url.searchParams.get('since') ?? pageSince;
-      path = `${next.url.pathname}${next.url.search}`;
+      target = next.url;
       if (!(await context.extendLease())) throw new JobFailure('retry', 'lost the lease while listing sync pages');
     }
 
@@ -136,8 +138,8 @@ export function createSyncJobHandler(deps: SyncJobDeps): JobHandler {
     if (backfill) await reportBackfillIfFinished(db, userId, rootLogger);
   };
 
-  async function fetchPage(path: string, credentials: Credentials, userId: number, context: JobContext) {
-    const result = await rwgps.get(path, credentials, context.signal);
+  async function fetchPage(target: string | URL, credentials: Credentials, userId: number, context: JobContext) {
+    const result = await rwgps.get(target, credentials, context.signal);
     switch (result.kind) {
       case 'ok': {
         const page = parseSyncPage(result.body);
