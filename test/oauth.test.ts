@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { hashState } from '../src/store/oauth-states.ts';
+import { hashState, MAX_PENDING_OAUTH_STATES } from '../src/store/oauth-states.ts';
 import { getUser } from '../src/store/users.ts';
 import { listLibrary } from '../src/store/items.ts';
 import { countJobs, followRedirects, startStack, waitFor, waitForIdle, type Stack } from './sync-helpers.ts';
@@ -181,4 +181,43 @@ test('revoked user is parked, reconnect catches up', async (t) => {
   const library = await listLibrary(db, 7);
   assert.ok(library.some((entry) => entry.id === 72 && entry.name === 'New while revoked'), 'the change made while parked is caught up');
   assert.equal(await countJobs(stack.service, 'sync', 7, ['parked', 'dead']), 0);
+});
+
+test('connect answers 429 over state cap', async (t) => {
+  const stack = await startWithUser(t);
+  const db = stack.service.store.db;
+  const now = Date.now();
+  // Fill the table to one below the cap, as a flood of GET /connect would.
+  const rows = Array.from({ length: MAX_PENDING_OAUTH_STATES - 1 }, (_, index) => ({
+    state_sha256: hashState(`flood-${index}`),
+    client_api_key: 'key-1',
+    created_at: now,
+    expires_at: now + 10 * 60_000,
+    used_at: null,
+  }));
+  for (let start = 0; start < rows.length; start += 200) await db.insertInto('oauth_states').values(rows.slice(start, start + 200)).execute();
+  const count = async () => Number((await db.selectFrom('oauth_states').select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow()).n);
+
+  const last = await fetch(`${stack.service.url}/connect`, { redirect: 'manual' });
+  assert.equal(last.status, 302, 'the state that reaches the cap is still issued');
+  for (let i = 0; i < 5; i++) {
+    const over = await fetch(`${stack.service.url}/connect`, { redirect: 'manual' });
+    assert.equal(over.status, 429);
+    assert.equal(over.headers.get('retry-after'), '60');
+    assert.deepEqual(await over.json(), { error: 'too many pending authorizations; try again in a few minutes' });
+  }
+  assert.equal(await count(), MAX_PENDING_OAUTH_STATES, 'no row stored over the cap');
+  const warnings = stack.logs.filter((line) => line.msg === 'OAuth connect rejected: too many pending authorizations; GET /connect may be flooded');
+  assert.equal(warnings.length, 1, 'one log line for the burst');
+  assert.equal(warnings[0]?.limit, MAX_PENDING_OAUTH_STATES);
+
+  // States that expired over an hour ago stop counting and are deleted in batches.
+  await db
+    .updateTable('oauth_states')
+    .set({ expires_at: now - 2 * 60 * 60_000 })
+    .where('state_sha256', 'in', rows.slice(0, 500).map((row) => row.state_sha256))
+    .execute();
+  const again = await fetch(`${stack.service.url}/connect`, { redirect: 'manual' });
+  assert.equal(again.status, 302);
+  assert.equal(await count(), MAX_PENDING_OAUTH_STATES + 1 - 100, 'one batch of 100 expired states deleted, one state added');
 });

@@ -5,7 +5,7 @@ import { findClient } from '../config/config.ts';
 import { errorMessage, type Logger } from '../log.ts';
 import { RwgpsClient } from '../rwgps/client.ts';
 import { authorizeUrl, exchangeCode, fetchTokenOwner } from '../rwgps/oauth.ts';
-import { consumeOAuthState, createOAuthState } from '../store/oauth-states.ts';
+import { consumeOAuthState, createOAuthState, MAX_PENDING_OAUTH_STATES } from '../store/oauth-states.ts';
 import type { Database } from '../store/schema.ts';
 import { getUser } from '../store/users.ts';
 import { connectUserAndSync } from '../sync/connect.ts';
@@ -48,6 +48,21 @@ export function registerOAuth(app: Hono, deps: OAuthDeps): void {
     return client !== undefined && config.clients.length > 1 ? `${path}?client=${encodeURIComponent(client.apiKey)}` : path;
   };
 
+  // At most one log line per minute about rejected connects, with the count since the last one.
+  let capLoggedAt = -Infinity;
+  let capRejected = 0;
+  const logCapReached = () => {
+    capRejected++;
+    const now = Date.now();
+    if (now - capLoggedAt < 60_000) return;
+    logger.warn('OAuth connect rejected: too many pending authorizations; GET /connect may be flooded', {
+      limit: MAX_PENDING_OAUTH_STATES,
+      rejected: capRejected,
+    });
+    capLoggedAt = now;
+    capRejected = 0;
+  };
+
   const notConfigured = (c: Context) =>
     c.json({ error: 'OAuth connect is disabled: server.publicUrl is not set in the config; set it to the https URL at which users reach this server' }, 503);
 
@@ -66,6 +81,11 @@ export function registerOAuth(app: Hono, deps: OAuthDeps): void {
 
     const state = await createOAuthState(db, client.apiKey);
     c.header('cache-control', 'no-store');
+    if (state === null) {
+      logCapReached();
+      c.header('retry-after', '60');
+      return c.json({ error: 'too many pending authorizations; try again in a few minutes' }, 429);
+    }
     return c.redirect(authorizeUrl(config.rwgps.baseUrl, client, redirectUri, state), 302);
   });
 

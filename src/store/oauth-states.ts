@@ -11,7 +11,21 @@ export const OAUTH_STATE_TTL_MS = 10 * 60_000;
 
 // Expired states are deleted this long after they expire; until then a late
 // callback is reported as "expired" rather than "unknown".
-const EXPIRED_STATE_RETENTION_MS = 24 * 60 * 60_000;
+const EXPIRED_STATE_RETENTION_MS = 60 * 60_000;
+
+/**
+ * Maximum number of unexpired states. `GET /connect` needs no login, so
+ * without a cap every request would add a row. A real connect holds one
+ * state for 10 minutes, and 1,000 is an estimate well above the connects a
+ * self-hosted server handles in that time. Used states count too, because a
+ * callback marks its state used before the code is checked, and used states
+ * would otherwise let anyone add rows past the cap.
+ */
+export const MAX_PENDING_OAUTH_STATES = 1000;
+
+// Expired states deleted per new state. Each insert removes up to this many,
+// which keeps up with the at most MAX_PENDING_OAUTH_STATES new rows per TTL.
+const EXPIRED_DELETE_BATCH = 100;
 
 export type StateCheck = { ok: true; clientApiKey: string } | { ok: false; reason: 'unknown' | 'expired' | 'used' };
 
@@ -19,17 +33,34 @@ export function hashState(state: string): string {
   return createHash('sha256').update(state).digest('hex');
 }
 
-/** Creates and stores a new state for `clientApiKey`; returns the value to send to RWGPS. */
-export async function createOAuthState(db: Kysely<Database>, clientApiKey: string, now = Date.now()): Promise<string> {
+/**
+ * Creates and stores a new state for `clientApiKey` and returns the value to
+ * send to RWGPS. Returns null, storing nothing, when MAX_PENDING_OAUTH_STATES
+ * unexpired states exist already. Deletes a batch of long-expired states first.
+ */
+export async function createOAuthState(db: Kysely<Database>, clientApiKey: string, now = Date.now()): Promise<string | null> {
   const state = randomBytes(32).toString('base64url');
-  await db.transaction().execute(async (trx) => {
-    await trx.deleteFrom('oauth_states').where('expires_at', '<', now - EXPIRED_STATE_RETENTION_MS).execute();
+  const created = await db.transaction().execute(async (trx) => {
+    const expired = trx
+      .selectFrom('oauth_states')
+      .select('state_sha256')
+      .where('expires_at', '<', now - EXPIRED_STATE_RETENTION_MS)
+      .limit(EXPIRED_DELETE_BATCH);
+    await trx.deleteFrom('oauth_states').where('state_sha256', 'in', expired).execute();
+
+    const pending = await trx
+      .selectFrom((eb) => eb.selectFrom('oauth_states').select('state_sha256').where('expires_at', '>', now).limit(MAX_PENDING_OAUTH_STATES).as('p'))
+      .select((eb) => eb.fn.countAll<number>().as('n'))
+      .executeTakeFirstOrThrow();
+    if (Number(pending.n) >= MAX_PENDING_OAUTH_STATES) return false;
+
     await trx
       .insertInto('oauth_states')
       .values({ state_sha256: hashState(state), client_api_key: clientApiKey, created_at: now, expires_at: now + OAUTH_STATE_TTL_MS, used_at: null })
       .execute();
+    return true;
   });
-  return state;
+  return created ? state : null;
 }
 
 /**
