@@ -34,7 +34,7 @@ export async function credentialsFor(db: Kysely<Database>, config: Config, userI
  * Handles a 401 from RWGPS for `credentials`: marks the user "reauthorization
  * required", parks their waiting jobs and throws the failure that parks this
  * job too. When the user reconnected with a new token meanwhile, the job is
- * retried at once with that token instead.
+ * retried with that token instead.
  */
 export async function parkRejectedUser(
   db: Kysely<Database>,
