@@ -229,8 +229,10 @@ test('retryDead resets attempts', async (t) => {
   assert.equal(row?.attempt, 0);
 });
 
-test('unknown api client parks job', async (t) => {
-  // A user connected through a client later removed from the config is parked, not retried.
+test('unknown api client kills job', async (t) => {
+  // A user connected through a client later removed from the config: the job
+  // is dead, not retried, and says how to bring it back. (Parked jobs would
+  // never wake, because nothing watches the config.)
   const ts = await startTestService(t);
   await ts.db
     .insertInto('users')
@@ -238,7 +240,8 @@ test('unknown api client parks job', async (t) => {
     .execute();
   ts.fake.putRoute({ id: 1, userId: 1 });
   await ts.send(delivery({ user_id: 1, item_id: 1 }));
-  const job = await waitForJob(ts.db, { userId: 1, itemId: 1, state: 'parked' });
+  const job = await waitForJob(ts.db, { userId: 1, itemId: 1, state: 'dead' });
   assert.match(job.last_error ?? '', /removed-client/);
+  assert.match(job.last_error ?? '', /jobs retry --dead/);
   assert.ok(!ts.logs.text.includes(CLIENT.clientSecret));
 });

@@ -10,7 +10,9 @@ import type { Database, JobsTable, JobState } from '../store/schema.ts';
 //   lease; once the lease ends the job runs again. A crash costs one attempt,
 //   never the job.
 // - One holder: claim() sets the lease and bumps the attempt in one statement,
-//   and only the lease holder can complete or fail the job.
+//   and only the lease holder can complete or fail the job. A claim is named
+//   by its owner and its attempt number, so a run whose lease expired cannot
+//   complete the job after the same process claimed it again.
 // - One job per lock key at a time: a job is not claimed while another job
 //   with the same lock_key (the same item, or the same user's sync) runs.
 // - Merging: at most one waiting job per dedupe_key; enqueueing again merges
@@ -63,7 +65,8 @@ function enqueueSql(rows: number): string {
       `insert into jobs (${ENQUEUE_COLUMNS.join(', ')}) values ${Array(rows).fill(ENQUEUE_ROW).join(', ')} ` +
       `on conflict (dedupe_key) where ${PENDING_TEXT} do update set ` +
       'action = excluded.action, payload = excluded.payload, delivery_id = excluded.delivery_id, ' +
-      'merged_count = jobs.merged_count + 1, updated_at = excluded.updated_at';
+      'merged_count = jobs.merged_count + 1, updated_at = excluded.updated_at, ' +
+      'run_at = min(jobs.run_at, excluded.run_at), attempt = 0';
     enqueueSqlByRows.set(rows, text);
   }
   return text;
@@ -71,10 +74,12 @@ function enqueueSql(rows: number): string {
 
 /**
  * Inserts jobs, merging each into a waiting job with the same dedupe key.
- * A merge keeps the waiting job's state, attempts and run time, and takes the
- * newer action, payload and delivery: for one (user, item) the newest
- * notification says what to do (a delete after an update wins, and an update
- * after a delete is checked against RWGPS, which answers 404).
+ * A merge keeps the waiting job's state and takes the newer action, payload
+ * and delivery: for one (user, item) the newest notification says what to do
+ * (a delete after an update wins, and an update after a delete is checked
+ * against RWGPS, which answers 404). The merged job runs at the earlier of
+ * the two run times with a fresh attempt count, so new work does not inherit
+ * a long backoff or die after the old work's failures.
  */
 export async function enqueue(db: Db, jobs: NewJob[], now = Date.now()): Promise<void> {
   for (let start = 0; start < jobs.length; start += ENQUEUE_BATCH_ROWS) {
@@ -119,7 +124,7 @@ const CLAIM_SQL = `update jobs
 
 const COMPLETE_SQL = `update jobs
   set state = 'completed', lease_owner = null, lease_until = null, finished_at = ?, updated_at = ?, last_error = null
-  where id = ? and state = 'running' and lease_owner = ?`;
+  where id = ? and state = 'running' and lease_owner = ? and attempt = ?`;
 
 /**
  * Claims the next runnable job for `owner`, or returns undefined when none is
@@ -135,7 +140,7 @@ export function claimQuery(_db: Db, owner: string, leaseMs: number, now: number)
   return { compile: () => CompiledQuery.raw(CLAIM_SQL, [owner, now + leaseMs, now, now]) as CompiledQuery<Job> };
 }
 
-/** Extends a lease the owner still holds. Returns false when the lease was lost. */
+/** Extends a lease this claim still holds. Returns false when the lease was lost. */
 export async function extendLease(db: Db, job: Job, owner: string, leaseMs: number, now = Date.now()) {
   const result = await db
     .updateTable('jobs')
@@ -143,13 +148,14 @@ export async function extendLease(db: Db, job: Job, owner: string, leaseMs: numb
     .where('id', '=', job.id)
     .where(RUNNING)
     .where('lease_owner', '=', owner)
+    .where('attempt', '=', job.attempt)
     .executeTakeFirst();
   return result.numUpdatedRows === 1n;
 }
 
-/** Marks a job completed. Returns false when `owner` no longer holds its lease. */
+/** Marks a job completed. Returns false when this claim no longer holds its lease. */
 export async function complete(db: Db, job: Job, owner: string, now = Date.now()): Promise<boolean> {
-  const result = await db.executeQuery(CompiledQuery.raw(COMPLETE_SQL, [now, now, job.id, owner]));
+  const result = await db.executeQuery(CompiledQuery.raw(COMPLETE_SQL, [now, now, job.id, owner, job.attempt]));
   return result.numAffectedRows === 1n;
 }
 
@@ -177,10 +183,10 @@ export async function fail(
   return db.transaction().execute(async (trx) => {
     const current = await trx
       .selectFrom('jobs')
-      .select(['state', 'lease_owner'])
+      .select(['state', 'lease_owner', 'attempt'])
       .where('id', '=', job.id)
       .executeTakeFirst();
-    if (current?.state !== 'running' || current.lease_owner !== owner) return 'lease_lost';
+    if (current?.state !== 'running' || current.lease_owner !== owner || current.attempt !== job.attempt) return 'lease_lost';
 
     await trx
       .insertInto('job_attempts')
@@ -201,7 +207,17 @@ export async function fail(
       return 'dead';
     }
 
-    const next: JobState = failure.outcome === 'retry' ? 'retryable' : failure.outcome;
+    let next: JobState = failure.outcome === 'retry' ? 'retryable' : failure.outcome;
+    let runAt = failure.outcome === 'retry' ? failure.runAt : now;
+    if (next === 'parked' || next === 'no_token') {
+      // The user may have connected while this attempt ran, after their
+      // waiting jobs were woken; parking this one then would strand it.
+      const user = await trx.selectFrom('users').select('status').where('id', '=', job.user_id).executeTakeFirst();
+      if (user?.status === 'active') {
+        next = 'retryable';
+        runAt = now;
+      }
+    }
     if (await hasWaitingSibling(trx, job)) {
       await trx
         .updateTable('jobs')
@@ -210,7 +226,6 @@ export async function fail(
         .execute();
       return 'superseded';
     }
-    const runAt = failure.outcome === 'retry' ? failure.runAt : now;
     await trx.updateTable('jobs').set({ ...common, state: next, run_at: runAt }).where('id', '=', job.id).execute();
     return next;
   });

@@ -46,7 +46,10 @@ export class Worker {
   readonly owner = `${hostname()}:${process.pid}:${randomBytes(4).toString('hex')}`;
   readonly #options: WorkerOptions;
   readonly #inFlight = new Set<Promise<void>>();
+  /** The claimed jobs being run, each with the controller that aborts it when its lease is lost. */
+  readonly #held = new Map<Job, AbortController>();
   readonly #abort = new AbortController();
+  #renewTimer: NodeJS.Timeout | undefined;
   #running = false;
   #stopping = false;
   #loopDone: Promise<void> = Promise.resolve();
@@ -72,6 +75,9 @@ export class Worker {
     if (this.#running) return;
     this.#running = true;
     this.#loopDone = this.#loop();
+    // A job may wait longer than its lease (the shared RWGPS rate limiter,
+    // a long sync), so every held lease is renewed well before it ends.
+    this.#renewTimer = setInterval(() => void this.#renewLeases(), Math.max(250, this.#options.leaseMs / 3));
   }
 
   /** Wakes the loop at once, for example after a webhook queued work. */
@@ -103,6 +109,7 @@ export class Worker {
       this.#abort.abort();
       await all;
     }
+    clearInterval(this.#renewTimer);
     const released = await releaseLeases(this.#options.db, this.owner);
     if (released > 0) this.#options.logger.info('released job leases at shutdown', { jobs: released });
     this.#running = false;
@@ -150,6 +157,27 @@ export class Worker {
     });
   }
 
+  /**
+   * Extends the lease of every job this worker runs. A job whose lease is
+   * gone (rescued after the event loop stalled past it) is aborted: another
+   * claim may be running it, and only that claim may finish it.
+   */
+  async #renewLeases(): Promise<void> {
+    const { db, leaseMs, logger } = this.#options;
+    for (const [job, controller] of this.#held) {
+      if (controller.signal.aborted) continue;
+      try {
+        if (!(await extendLease(db, job, this.owner, leaseMs))) {
+          logger.warn('job lease lost; aborting this run', { jobId: job.id, attempt: `${job.attempt}/${job.max_attempts}` });
+          controller.abort(new Error('job lease lost'));
+        }
+      } catch (error) {
+        // The lease stays as it was; the next renewal tries again.
+        logger.error('could not renew a job lease', { jobId: job.id, error: errorMessage(error) });
+      }
+    }
+  }
+
   #start(job: Job): void {
     const run = this.#run(job).finally(() => {
       this.#inFlight.delete(run);
@@ -169,8 +197,11 @@ export class Worker {
       attempt: `${job.attempt}/${job.max_attempts}`,
     };
     const logger = rootLogger.child(fields);
+    const leaseLost = new AbortController();
+    this.#held.set(job, leaseLost);
+    const signal = AbortSignal.any([this.#abort.signal, leaseLost.signal]);
     const context: JobContext = {
-      signal: this.#abort.signal,
+      signal,
       logger,
       extendLease: () => extendLease(db, job, this.owner, leaseMs),
     };
@@ -185,9 +216,13 @@ export class Worker {
       else logger.warn('job finished after its lease was lost; another worker may run it again', { durationMs });
       onAttempt?.(job, 'completed', durationMs);
     } catch (error) {
-      if (this.#abort.signal.aborted) return; // stop() hands the lease back
+      // After stop() aborts, it hands the lease back; after a lost lease, the
+      // job is no longer this run's to fail.
+      if (signal.aborted) return;
       await this.#recordFailure(job, error, startedAt, logger, backoff);
       onAttempt?.(job, error instanceof JobFailure ? error.outcome : 'retry', Date.now() - startedAt);
+    } finally {
+      this.#held.delete(job);
     }
   }
 

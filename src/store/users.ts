@@ -48,26 +48,33 @@ export async function connectUserIn(trx: Transaction<Database>, user: ConnectUse
   return moveUserJobs(trx, user.id, ['parked', 'no_token'], 'available', now);
 }
 
+export type ReauthorizationResult = 'parked' | 'already_parked' | 'token_replaced';
+
 /**
- * Marks a user "reauthorization required" after RWGPS rejected their token,
- * and parks their waiting jobs so they stop retrying until the user
- * reconnects. Returns false when the user was already in that state.
+ * Marks a user "reauthorization required" after RWGPS rejected `token`, and
+ * parks their waiting jobs so they stop retrying until the user reconnects.
+ * Nothing changes when the user's token is no longer `token`: the user
+ * reconnected while the rejected request ran, and the new token is untried.
  */
 export async function requireReauthorization(
   db: Kysely<Database>,
   userId: number,
+  token: string,
   reason: string,
   now = Date.now(),
-): Promise<boolean> {
+): Promise<ReauthorizationResult> {
   return db.transaction().execute(async (trx) => {
+    const user = await trx.selectFrom('users').select(['status', 'token']).where('id', '=', userId).executeTakeFirst();
+    if (user && user.token !== token) return 'token_replaced';
     const result = await trx
       .updateTable('users')
       .set({ status: 'reauthorization_required', status_reason: reason, updated_at: now })
       .where('id', '=', userId)
+      .where('token', '=', token)
       .where('status', '=', 'active')
       .executeTakeFirst();
     await moveUserJobs(trx, userId, ['available', 'retryable'], 'parked', now);
-    return result.numUpdatedRows === 1n;
+    return result.numUpdatedRows === 1n ? 'parked' : 'already_parked';
   });
 }
 

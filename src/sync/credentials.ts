@@ -20,18 +20,34 @@ export async function credentialsFor(db: Kysely<Database>, config: Config, userI
   }
   const client = findClient(config, user.client_api_key);
   if (!client) {
-    throw new JobFailure('parked', `user ${userId} is connected through API client ${user.client_api_key}, which is not in the config`);
+    // Dead, not parked: nothing wakes parked jobs when the config changes.
+    throw new JobFailure(
+      'dead',
+      `user ${userId} is connected through API client ${user.client_api_key}, which is not in the config; ` +
+        'add it back and run "rwgps-sync jobs retry --dead"',
+    );
   }
   return { token: user.token, kind: user.token_kind, client };
 }
 
 /**
- * Handles a 401 from RWGPS: marks the user "reauthorization required", parks
- * their waiting jobs and throws the failure that parks this job too.
+ * Handles a 401 from RWGPS for `credentials`: marks the user "reauthorization
+ * required", parks their waiting jobs and throws the failure that parks this
+ * job too. When the user reconnected with a new token meanwhile, the job is
+ * retried with that token instead.
  */
-export async function parkRejectedUser(db: Kysely<Database>, userId: number, message: string, logger: Logger): Promise<never> {
-  const changed = await requireReauthorization(db, userId, message);
-  if (changed) {
+export async function parkRejectedUser(
+  db: Kysely<Database>,
+  userId: number,
+  credentials: Credentials,
+  message: string,
+  logger: Logger,
+): Promise<never> {
+  const result = await requireReauthorization(db, userId, credentials.token, message);
+  if (result === 'token_replaced') {
+    throw new JobFailure('retry', `${message}; the user reconnected meanwhile, retrying with the new token`, 0);
+  }
+  if (result === 'parked') {
     logger.warn('RWGPS rejected the user token; user needs to reconnect, their jobs are parked', { userId });
   }
   throw new JobFailure('parked', message);

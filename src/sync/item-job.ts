@@ -77,6 +77,9 @@ export function createItemJobHandler(deps: { db: Kysely<Database>; config: Confi
         let relation: 'owner' | 'pinned' | null = null;
         if (job.action === 'added') relation = 'pinned';
         else if (item.ownerId === job.user_id) relation = 'owner';
+        // A run whose lease was lost meanwhile must not overwrite what the
+        // run now holding the job stores.
+        context.signal.throwIfAborted();
         if (!(await storeItem(db, item, job.user_id, relation))) context.logger.info(USER_GONE);
         return;
       }
@@ -91,7 +94,7 @@ export function createItemJobHandler(deps: { db: Kysely<Database>; config: Confi
         context.logger.info('user may no longer see the item; removed from their library');
         return;
       case 'unauthorized':
-        return parkRejectedUser(db, job.user_id, result.message, context.logger);
+        return parkRejectedUser(db, job.user_id, credentials, result.message, context.logger);
       case 'retry':
         throw new JobFailure('retry', result.message, result.retryAfterMs);
       case 'permanent':

@@ -147,7 +147,7 @@ export function createSyncJobHandler(deps: SyncJobDeps): JobHandler {
         return page;
       }
       case 'unauthorized':
-        return parkRejectedUser(db, userId, result.message, context.logger);
+        return parkRejectedUser(db, userId, credentials, result.message, context.logger);
       case 'retry':
         throw new JobFailure('retry', result.message, result.retryAfterMs);
       case 'not_found':
