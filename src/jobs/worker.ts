@@ -46,9 +46,13 @@ export class Worker {
   readonly owner = `${hostname()}:${process.pid}:${randomBytes(4).toString('hex')}`;
   readonly #options: WorkerOptions;
   readonly #inFlight = new Set<Promise<void>>();
-  /** The claimed jobs being run, each with the controller that aborts it when its lease is lost. */
+  /**
+   * The claimed jobs being run, each with the controller that aborts it: when
+   * its lease is lost, or when stop() runs out of grace time. One controller
+   * per job, not AbortSignal.any, which costs more than a no-op job itself.
+   */
   readonly #held = new Map<Job, AbortController>();
-  readonly #abort = new AbortController();
+  #stopAborted = false;
   #renewTimer: NodeJS.Timeout | undefined;
   #running = false;
   #stopping = false;
@@ -106,7 +110,8 @@ export class Worker {
     ]);
     clearTimeout(timer);
     if (timedOut) {
-      this.#abort.abort();
+      this.#stopAborted = true;
+      for (const controller of this.#held.values()) controller.abort(new Error('worker stopped'));
       await all;
     }
     clearInterval(this.#renewTimer);
@@ -197,9 +202,10 @@ export class Worker {
       attempt: `${job.attempt}/${job.max_attempts}`,
     };
     const logger = rootLogger.child(fields);
-    const leaseLost = new AbortController();
-    this.#held.set(job, leaseLost);
-    const signal = AbortSignal.any([this.#abort.signal, leaseLost.signal]);
+    const controller = new AbortController();
+    if (this.#stopAborted) controller.abort(new Error('worker stopped'));
+    this.#held.set(job, controller);
+    const signal = controller.signal;
     const context: JobContext = {
       signal,
       logger,
