@@ -1,3 +1,4 @@
+import type { NewJob } from '../src/jobs/queue.ts';
 // Shared test setup: a temp folder per test, a config file, the real service
 // started in-process with a capturing logger, the fake Ride with GPS, a
 // polling helper with a deadline, and the CLI run as a real child process.
@@ -352,4 +353,20 @@ export function startServe(t: TestContext, configPath: string, env: NodeJS.Proce
 /** Loads the config from `configPath` for direct database access in the test process. */
 export function readConfig(configPath: string): Config {
   return loadConfig(configPath, {});
+}
+
+/** An item job for user 1 and route `itemId`, for tests of the queue functions. */
+export function newItemJob(itemId: number, overrides: Partial<NewJob> = {}): NewJob {
+  return {
+    kind: 'item',
+    dedupeKey: `item:1:route:${itemId}`,
+    lockKey: `item:route:${itemId}`,
+    userId: 1,
+    state: 'available',
+    itemType: 'route',
+    itemId,
+    action: 'created',
+    maxAttempts: 3,
+    ...overrides,
+  };
 }

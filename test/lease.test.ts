@@ -1,12 +1,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { claim, complete, enqueue, fail, rescueExpiredLeases, type NewJob } from '../src/jobs/queue.ts';
+import { claim, complete, enqueue, fail, rescueExpiredLeases } from '../src/jobs/queue.ts';
 import { Worker } from '../src/jobs/worker.ts';
 import { silentLogger } from '../src/log.ts';
 import { openStore, type Store } from '../src/store/db.ts';
 import { connectUser, getUser, requireReauthorization } from '../src/store/users.ts';
-import { CLIENT, tempDir, waitFor } from './helpers.ts';
+import { CLIENT, newItemJob, tempDir, waitFor } from './helpers.ts';
 
 /** Opens a store that closes after the test, once `worker` (when given later) has stopped. */
 async function openTestStore(t: import('node:test').TestContext): Promise<Store & { worker?: Worker }> {
@@ -21,24 +21,10 @@ async function openTestStore(t: import('node:test').TestContext): Promise<Store 
   return store;
 }
 
-function itemJob(itemId: number, overrides: Partial<NewJob> = {}): NewJob {
-  return {
-    kind: 'item',
-    dedupeKey: `item:1:route:${itemId}`,
-    lockKey: `item:route:${itemId}`,
-    userId: 1,
-    state: 'available',
-    itemType: 'route',
-    itemId,
-    action: 'updated',
-    maxAttempts: 5,
-    ...overrides,
-  };
-}
 
 test('worker renews a long job lease', async (t) => {
   const store = await openTestStore(t);
-  await enqueue(store.db, [itemJob(1)]);
+  await enqueue(store.db, [newItemJob(1)]);
   let runs = 0;
   const worker = new Worker({
     db: store.db,
@@ -66,7 +52,7 @@ test('worker renews a long job lease', async (t) => {
 
 test('worker aborts a run whose lease was lost', async (t) => {
   const store = await openTestStore(t);
-  await enqueue(store.db, [itemJob(1)]);
+  await enqueue(store.db, [newItemJob(1)]);
   const attempts: { attempt: number; aborted: boolean }[] = [];
   const worker = new Worker({
     db: store.db,
@@ -112,7 +98,7 @@ test('worker aborts a run whose lease was lost', async (t) => {
 
 test('stale claim cannot complete or fail', async (t) => {
   const store = await openTestStore(t);
-  await enqueue(store.db, [itemJob(1)], 0);
+  await enqueue(store.db, [newItemJob(1)], 0);
   const first = await claim(store.db, 'worker-a', 1000, 1000);
   assert.ok(first);
   await rescueExpiredLeases(store.db, 5000);
@@ -142,7 +128,7 @@ test('parking for an active user retries', async (t) => {
   // jobs but not this running one, so parking it would strand it.
   const store = await openTestStore(t);
   await connectUser(store.db, { id: 1, clientApiKey: CLIENT.apiKey, token: 'token-1', tokenKind: 'oauth' });
-  await enqueue(store.db, [itemJob(1)], 1000);
+  await enqueue(store.db, [newItemJob(1)], 1000);
   const job = await claim(store.db, 'worker-a', 60_000, 1000);
   assert.ok(job);
   assert.equal(await fail(store.db, job, 'worker-a', { outcome: 'parked', error: '401' }, 1000, 2000), 'retryable');
@@ -153,12 +139,12 @@ test('parking for an active user retries', async (t) => {
 
 test('merge resets backoff and attempts', async (t) => {
   const store = await openTestStore(t);
-  await enqueue(store.db, [itemJob(1)], 1000);
+  await enqueue(store.db, [newItemJob(1)], 1000);
   const job = await claim(store.db, 'worker-a', 60_000, 1000);
   assert.ok(job);
   await fail(store.db, job, 'worker-a', { outcome: 'retry', error: '503', runAt: 3_600_000 }, 1000, 2000);
 
-  await enqueue(store.db, [itemJob(1, { action: 'deleted' })], 5000);
+  await enqueue(store.db, [newItemJob(1, { action: 'deleted' })], 5000);
   const row = await store.db.selectFrom('jobs').selectAll().where('id', '=', job.id).executeTakeFirstOrThrow();
   assert.equal(row.state, 'retryable');
   assert.equal(row.action, 'deleted');

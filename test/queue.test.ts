@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { claim, complete, enqueue, fail, releaseLeases, rescueExpiredLeases, retryDead, type NewJob } from '../src/jobs/queue.ts';
+import { claim, complete, enqueue, fail, releaseLeases, rescueExpiredLeases, retryDead } from '../src/jobs/queue.ts';
 import { openStore } from '../src/store/db.ts';
 import {
   CLIENT,
@@ -9,6 +9,7 @@ import {
   delivery,
   itemRow,
   jobRows,
+  newItemJob,
   runCli,
   startTestService,
   tempDir,
@@ -146,20 +147,6 @@ test('user without token waits in no_token', async (t) => {
 
 // The queue functions directly, on a database without a worker.
 
-function itemJob(itemId: number, overrides: Partial<NewJob> = {}): NewJob {
-  return {
-    kind: 'item',
-    dedupeKey: `item:1:route:${itemId}`,
-    lockKey: `item:route:${itemId}`,
-    userId: 1,
-    state: 'available',
-    itemType: 'route',
-    itemId,
-    action: 'created',
-    maxAttempts: 3,
-    ...overrides,
-  };
-}
 
 async function queueStore(t: Parameters<typeof tempDir>[0]) {
   const store = await openStore(join(tempDir(t), 'queue.db'), { synchronous: 'normal', busyTimeoutMs: 1000 });
@@ -169,7 +156,7 @@ async function queueStore(t: Parameters<typeof tempDir>[0]) {
 
 test('only lease holder completes', async (t) => {
   const { db } = await queueStore(t);
-  await enqueue(db, [itemJob(1)], 1000);
+  await enqueue(db, [newItemJob(1)], 1000);
   const job = await claim(db, 'worker-a', 60_000, 1000);
   assert.equal(job?.attempt, 1);
   assert.equal(await complete(db, job!, 'worker-b', 1100), false);
@@ -179,7 +166,7 @@ test('only lease holder completes', async (t) => {
 
 test('expired lease reclaimed with attempt counted', async (t) => {
   const { db } = await queueStore(t);
-  await enqueue(db, [itemJob(1)], 1000);
+  await enqueue(db, [newItemJob(1)], 1000);
   const job = await claim(db, 'crashed', 5000, 1000);
   assert.equal(await claim(db, 'other', 5000, 2000), undefined, 'not claimable while leased');
   assert.equal(await rescueExpiredLeases(db, 5999), 0, 'lease still valid');
@@ -194,7 +181,7 @@ test('expired lease reclaimed with attempt counted', async (t) => {
 
 test('expired lease on last attempt dies', async (t) => {
   const { db } = await queueStore(t);
-  await enqueue(db, [itemJob(1, { maxAttempts: 1 })], 1000);
+  await enqueue(db, [newItemJob(1, { maxAttempts: 1 })], 1000);
   await claim(db, 'crashed', 5000, 1000);
   await rescueExpiredLeases(db, 7000);
   const [job] = await db.selectFrom('jobs').selectAll().execute();
@@ -203,7 +190,7 @@ test('expired lease on last attempt dies', async (t) => {
 
 test('released lease returns the attempt', async (t) => {
   const { db } = await queueStore(t);
-  await enqueue(db, [itemJob(1)], 1000);
+  await enqueue(db, [newItemJob(1)], 1000);
   await claim(db, 'stopping', 5000, 1000);
   assert.equal(await releaseLeases(db, 'stopping', 1500), 1);
   const [job] = await db.selectFrom('jobs').selectAll().execute();
@@ -213,14 +200,14 @@ test('released lease returns the attempt', async (t) => {
 
 test('lock key blocks a second claim', async (t) => {
   const { db } = await queueStore(t);
-  await enqueue(db, [itemJob(1), itemJob(1, { dedupeKey: 'item:2:route:1', userId: 2 })], 1000);
+  await enqueue(db, [newItemJob(1), newItemJob(1, { dedupeKey: 'item:2:route:1', userId: 2 })], 1000);
   assert.notEqual(await claim(db, 'a', 5000, 1000), undefined);
   assert.equal(await claim(db, 'b', 5000, 1000), undefined);
 });
 
 test('retryDead resets attempts', async (t) => {
   const { db } = await queueStore(t);
-  await enqueue(db, [itemJob(1)], 1000);
+  await enqueue(db, [newItemJob(1)], 1000);
   const job = await claim(db, 'a', 5000, 1000);
   await fail(db, job!, 'a', { outcome: 'dead', error: 'HTTP 400' }, 1000, 1100);
   assert.equal(await retryDead(db, 'all', 2000), 1);
