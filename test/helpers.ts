@@ -1,4 +1,3 @@
-import type { NewJob } from '../src/jobs/queue.ts';
 // Shared test setup: a temp folder per test, a config file, the real service
 // started in-process with a capturing logger, the fake Ride with GPS, a
 // polling helper with a deadline, and the CLI run as a real child process.
@@ -15,6 +14,7 @@ import { createLogger, type Logger } from '../src/log.ts';
 import { startService, type Service } from '../src/service.ts';
 import type { Database, JobState } from '../src/store/schema.ts';
 import { connectUser } from '../src/store/users.ts';
+import type { NewJob } from '../src/jobs/queue.ts';
 
 export const REPO_ROOT = fileURLToPath(new URL('..', import.meta.url));
 export const MAIN = join(REPO_ROOT, 'src', 'main.ts');
