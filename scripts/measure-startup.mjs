@@ -64,7 +64,7 @@ function cpuMs(pid) {
 
 async function waitForHealthy(url, child, deadline) {
   while (performance.now() < deadline) {
-    if (child.exitCode !== null) throw new Error(`the command exited with status ${child.exitCode} before /healthz answered`);
+    if (child.exitCode !== null) throw new Error(`the command exited with status ${child.exitCode} before /healthz responded`);
     try {
       const response = await fetch(url);
       await response.arrayBuffer();
@@ -74,7 +74,7 @@ async function waitForHealthy(url, child, deadline) {
     }
     await new Promise((done) => setTimeout(done, 2));
   }
-  throw new Error(`/healthz did not answer 200 within ${START_TIMEOUT_MS} ms`);
+  throw new Error(`/healthz did not respond 200 within ${START_TIMEOUT_MS} ms`);
 }
 
 function stop(child) {

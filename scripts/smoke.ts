@@ -103,7 +103,7 @@ export async function runServeSmoke(options: SmokeOptions): Promise<SmokeResult>
     const base = `http://127.0.0.1:${String(startLog.port)}`;
 
     const health = await fetch(`${base}/healthz`);
-    if (health.status !== 200) throw new Error(`GET /healthz answered ${health.status}: ${await health.text()}`);
+    if (health.status !== 200) throw new Error(`GET /healthz responded with status ${health.status}: ${await health.text()}`);
     log('GET /healthz: 200');
 
     const answer = await sendWebhook(`${base}/webhooks/rwgps`, EXAMPLE_BODY, { apiKey: DEMO_CLIENT.apiKey, secret: DEMO_CLIENT.clientSecret });

@@ -59,11 +59,13 @@ test('backoffDelay stays within jitter bounds', () => {
     assert.equal(backoffDelay(attempt, OPTIONS, undefined, () => 0), 0, `attempt ${attempt}: lowest`);
     assert.equal(backoffDelay(attempt, OPTIONS, undefined, () => 0.999_999_999), ceiling, `attempt ${attempt}: highest`);
     const middle = backoffDelay(attempt, OPTIONS, undefined, () => 0.5);
-    assert.ok(middle >= 0 && middle <= ceiling, `attempt ${attempt}: ${middle} within [0, ${ceiling}]`);
+    assert.ok(middle >= 0, `attempt ${attempt}: ${middle} at least 0`);
+    assert.ok(middle <= ceiling, `attempt ${attempt}: ${middle} at most ${ceiling}`);
   }
   for (let i = 0; i < 1000; i++) {
     const delay = backoffDelay(3, OPTIONS);
-    assert.ok(delay >= 0 && delay <= 4000, `Math.random draw ${delay} within [0, 4000]`);
+    assert.ok(delay >= 0, `Math.random draw ${delay} at least 0`);
+    assert.ok(delay <= 4000, `Math.random draw ${delay} at most 4000`);
   }
 });
 

@@ -173,6 +173,7 @@ export function notification(fields: NotificationFields): Record<string, unknown
   const action = fields.action ?? 'created';
   const type = fields.item_type ?? 'route';
   const pinned = action === 'added' || action === 'removed';
+  const defaultCollection = pinned ? { id: fields.user_id, type: 'pinned', url: null } : null;
   return {
     user_id: fields.user_id,
     item_type: type,
@@ -180,7 +181,7 @@ export function notification(fields: NotificationFields): Record<string, unknown
     item_user_id: fields.item_user_id ?? fields.user_id,
     item_url: `https://ridewithgps.com/${type}s/${fields.item_id}.json`,
     action,
-    collection: 'collection' in fields ? fields.collection : pinned ? { id: fields.user_id, type: 'pinned', url: null } : null,
+    collection: 'collection' in fields ? fields.collection : defaultCollection,
   };
 }
 
@@ -355,7 +356,7 @@ export function readConfig(configPath: string): Config {
   return loadConfig(configPath, {});
 }
 
-/** An item job for user 1 and route `itemId`, for tests of the queue functions. */
+/** Builds an item job for user 1 and route `itemId`, for tests of the queue functions. */
 export function newItemJob(itemId: number, overrides: Partial<NewJob> = {}): NewJob {
   return {
     kind: 'item',

@@ -29,13 +29,14 @@ export function deliveryBody(n: number): Buffer {
     const userId = BENCH_USERS[(n + i) % BENCH_USERS.length]!;
     const type = i % 4 === 0 ? 'trip' : 'route';
     const pinned = i % 10 === 9;
+    const ownAction = i % 3 === 0 ? 'created' : 'updated';
     notifications.push({
       user_id: userId,
       item_type: type,
       item_id: itemId,
       item_user_id: pinned ? BENCH_USERS[(n + i + 1) % BENCH_USERS.length]! : userId,
       item_url: `https://ridewithgps.com/${type}s/${itemId}.json`,
-      action: pinned ? 'added' : i % 3 === 0 ? 'created' : 'updated',
+      action: pinned ? 'added' : ownAction,
       collection: pinned ? { id: userId, type: 'pinned', url: null } : null,
     });
   }

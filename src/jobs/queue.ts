@@ -53,9 +53,9 @@ const ENQUEUE_COLUMNS = [
 const ENQUEUE_ROW = `(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`;
 
 // The enqueue statement is the hottest on the webhook path (one row per
-// notification), so its text is built once per row count and executed as a
-// compiled query: building it with the query builder on every delivery cost
-// more than SQLite's own work for the rows.
+// notification). Its text is built once per row count and executed as a
+// compiled query, because building it with the query builder on every
+// delivery cost more than SQLite's own work for the rows.
 const enqueueSqlByRows = new Map<number, string>();
 
 function enqueueSql(rows: number): string {
@@ -75,7 +75,7 @@ function enqueueSql(rows: number): string {
 /**
  * Inserts jobs, merging each into a waiting job with the same dedupe key.
  * A merge keeps the waiting job's state and takes the newer action, payload
- * and delivery: for one (user, item) the newest notification says what to do
+ * and delivery: for one (user, item) the newest notification decides what to do
  * (a delete after an update wins, and an update after a delete is checked
  * against RWGPS, which answers 404). The merged job runs at the earlier of
  * the two run times with a fresh attempt count, so new work does not inherit
@@ -195,7 +195,7 @@ export async function fail(
         attempt: job.attempt,
         started_at: startedAt,
         finished_at: now,
-        outcome: failure.outcome === 'retry' ? 'retry' : failure.outcome === 'dead' ? 'dead' : 'parked',
+        outcome: attemptOutcome(failure),
         error: failure.error,
       })
       .onConflict((oc) => oc.columns(['job_id', 'attempt']).doUpdateSet({ finished_at: now, error: failure.error }))
@@ -229,6 +229,12 @@ export async function fail(
     await trx.updateTable('jobs').set({ ...common, state: next, run_at: runAt }).where('id', '=', job.id).execute();
     return next;
   });
+}
+
+/** Returns the outcome recorded in job_attempts; waiting for a token counts as parked. */
+function attemptOutcome(failure: Failure): 'retry' | 'dead' | 'parked' {
+  if (failure.outcome === 'retry' || failure.outcome === 'dead') return failure.outcome;
+  return 'parked';
 }
 
 async function hasWaitingSibling(trx: Transaction<Database>, job: Job): Promise<boolean> {

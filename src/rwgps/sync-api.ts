@@ -37,15 +37,15 @@ export function parseSyncPage(body: string): SyncPage | { error: string } {
   try {
     parsed = JSON.parse(body);
   } catch {
-    return { error: `RWGPS answered 200 with a sync body that is not JSON (${body.length} bytes)` };
+    return { error: `RWGPS responded 200 with a sync body that is not JSON (${body.length} bytes)` };
   }
   const root = parsed as { items?: unknown; meta?: { rwgps_datetime?: unknown; next_sync_url?: unknown } } | null;
   if (typeof root !== 'object' || root === null || !Array.isArray(root.items)) {
-    return { error: 'RWGPS answered 200 with a sync body without an "items" array' };
+    return { error: 'RWGPS responded 200 with a sync body without an "items" array' };
   }
   const rwgpsDatetime = root.meta?.rwgps_datetime;
   if (typeof rwgpsDatetime !== 'string' || Number.isNaN(Date.parse(rwgpsDatetime))) {
-    return { error: 'RWGPS answered 200 with a sync body without a valid meta.rwgps_datetime' };
+    return { error: 'RWGPS responded 200 with a sync body without a valid meta.rwgps_datetime' };
   }
 
   const entries: SyncEntry[] = [];

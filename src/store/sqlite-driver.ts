@@ -13,7 +13,7 @@ import { loadNativeAddon, nativeAddonCacheDir, writeNativeAddon } from './native
 // Only db.ts imports this module.
 
 export interface SqliteConnection extends SqliteDatabase {
-  /** Which driver opened the file, for the start-up log. */
+  /** The driver that opened the file, for the start-up log. */
   readonly driver: 'better-sqlite3' | 'node:sqlite';
   /** Runs `PRAGMA <text>` and returns its rows. */
   pragma(text: string): unknown[];

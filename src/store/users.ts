@@ -164,7 +164,9 @@ export async function listUsers(db: Kysely<Database>): Promise<UserSummary[]> {
     const known = row.backfill_items;
     // Waiting item jobs may include webhook work outside the backfill, so
     // during a backfill this count is a lower bound.
-    const synced = row.backfill_state === 'done' ? known : row.backfill_state === 'syncing' ? Math.max(0, known - Number(row.pendingItems ?? 0)) : 0;
+    let synced = 0;
+    if (row.backfill_state === 'done') synced = known;
+    else if (row.backfill_state === 'syncing') synced = Math.max(0, known - Number(row.pendingItems ?? 0));
     return {
       userId: row.id,
       status: row.status,
@@ -188,7 +190,7 @@ export async function listUsers(db: Kysely<Database>): Promise<UserSummary[]> {
 }
 
 /**
- * Marks a user disconnected and forgets their token. Their waiting jobs wait
+ * Marks a user disconnected and deletes their token. Their waiting jobs wait
  * for a token again (state no_token), so a later reconnect resumes them.
  * With `purge`, the user's mirrored library is deleted instead: library rows,
  * items no other user has in their library, and the user's waiting jobs; the

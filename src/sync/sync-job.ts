@@ -152,7 +152,7 @@ export function createSyncJobHandler(deps: SyncJobDeps): JobHandler {
         throw new JobFailure('retry', result.message, result.retryAfterMs);
       case 'not_found':
       case 'forbidden':
-        throw new JobFailure('dead', `RWGPS answered ${result.status} to sync.json`);
+        throw new JobFailure('dead', `RWGPS responded with status ${result.status} to sync.json`);
       case 'permanent':
         throw new JobFailure('dead', result.message);
     }
